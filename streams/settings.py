@@ -1,0 +1,135 @@
+"""Configuration from the environment, with safe defaults for the dev stack.
+
+One typed object, read once. ``models/`` never reads it: the stream passes
+parameters down as arguments. ``repr`` masks secrets so settings can be logged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+# Every variable the app reads (docker-compose.yml and the README are tested against it).
+ENV_VARS: dict[str, str] = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "TRIALWATCH_APP_ID": "trialwatch",
+    "TRIALWATCH_TOPIC_PREFIX": "",
+    "TRIALWATCH_PARTITIONS": "8",
+    "TRIALWATCH_REPLICATION": "1",
+    "TRIALWATCH_STANDBY_REPLICAS": "1",
+    "TRIALWATCH_STORE": "rocksdb://",
+    "TRIALWATCH_DATA_DIR": ".devstack/worker",
+    "TRIALWATCH_MODEL_DIR": "artifacts",
+    "TRIALWATCH_WEB_HOST": "127.0.0.1",
+    "TRIALWATCH_WEB_PORT": "6066",
+    "TRIALWATCH_ALERT_COOLDOWN_DAYS": "14",
+    "TRIALWATCH_SCORE_CACHE_TTL_S": "604800",
+    "TRIALWATCH_DEDUP_TTL_S": "2592000",
+    "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    "KAFKA_SASL_MECHANISM": "",
+    "KAFKA_SASL_USERNAME": "",
+    "KAFKA_SASL_PASSWORD": "",
+    "KAFKA_SSL_CAFILE": "",
+    "REDIS_TLS_CAFILE": "",
+}
+SECRET_FIELDS = {"kafka_sasl_password", "redis_url"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str
+    redis_url: str
+    app_id: str
+    topic_prefix: str
+    partitions: int
+    replication: int
+    standby_replicas: int
+    store: str
+    data_dir: Path
+    model_dir: Path
+    web_host: str
+    web_port: int
+    alert_cooldown_days: float
+    score_cache_ttl_s: int
+    dedup_ttl_s: int
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str
+    kafka_ssl_cafile: str
+    redis_tls_cafile: str
+
+    # Topic names: <prefix><name>, so several deployments (or tests) share a broker.
+    @property
+    def visit_events_topic(self) -> str:
+        return f"{self.topic_prefix}visit-events"
+
+    @property
+    def risk_scores_topic(self) -> str:
+        return f"{self.topic_prefix}risk-scores"
+
+    @property
+    def risk_alerts_topic(self) -> str:
+        return f"{self.topic_prefix}risk-alerts"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic_prefix}visit-events.dlq"
+
+    @property
+    def broker_url(self) -> str:
+        hosts = [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
+        return ";".join(f"kafka://{h}" for h in hosts)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = _mask(f.name, str(value))
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+
+def _mask(name: str, value: str) -> str:
+    if name == "redis_url" and "@" in value:
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return value if name == "redis_url" else "***"
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: ``os.environ``) with the documented defaults."""
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str:
+        return env.get(name, "") or ENV_VARS[name]
+
+    try:
+        return Settings(
+            kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS"),
+            redis_url=get("REDIS_URL"),
+            app_id=get("TRIALWATCH_APP_ID"),
+            topic_prefix=env.get("TRIALWATCH_TOPIC_PREFIX", ""),
+            partitions=int(get("TRIALWATCH_PARTITIONS")),
+            replication=int(get("TRIALWATCH_REPLICATION")),
+            standby_replicas=int(get("TRIALWATCH_STANDBY_REPLICAS")),
+            store=get("TRIALWATCH_STORE"),
+            data_dir=Path(get("TRIALWATCH_DATA_DIR")),
+            model_dir=Path(get("TRIALWATCH_MODEL_DIR")),
+            web_host=get("TRIALWATCH_WEB_HOST"),
+            web_port=int(get("TRIALWATCH_WEB_PORT")),
+            alert_cooldown_days=float(get("TRIALWATCH_ALERT_COOLDOWN_DAYS")),
+            score_cache_ttl_s=int(get("TRIALWATCH_SCORE_CACHE_TTL_S")),
+            dedup_ttl_s=int(get("TRIALWATCH_DEDUP_TTL_S")),
+            kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL").upper(),
+            kafka_sasl_mechanism=env.get("KAFKA_SASL_MECHANISM", ""),
+            kafka_sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
+            kafka_sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
+            kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE", ""),
+            redis_tls_cafile=env.get("REDIS_TLS_CAFILE", ""),
+        )
+    except ValueError as exc:
+        raise SystemExit(f"trialwatch: invalid configuration value: {exc}") from None

@@ -1,0 +1,48 @@
+"""Shared fixtures: servers for integration tests and unique names per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.stack import NoBroker, kafka_and_redis
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[tuple[str, str]]:
+    try:
+        with kafka_and_redis() as found:
+            yield found
+    except NoBroker as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(servers: tuple[str, str]) -> str:
+    return servers[0]
+
+
+@pytest.fixture(scope="session")
+def redis_url(servers: tuple[str, str]) -> str:
+    return servers[1]
+
+
+@pytest.fixture
+def name_factory() -> Callable[[str], str]:
+    """Unique names (topics, groups, app ids) so tests never see each other's data."""
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every test talks to 127.0.0.1 only; a proxy setting must not reroute it.
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        if var in os.environ:
+            monkeypatch.delenv(var)
