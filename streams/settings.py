@@ -133,3 +133,19 @@ def load(env: dict[str, str] | None = None) -> Settings:
         )
     except ValueError as exc:
         raise SystemExit(f"trialwatch: invalid configuration value: {exc}") from None
+
+
+def aiokafka_kwargs(s: Settings) -> dict:
+    """Connection arguments for plain aiokafka clients (publisher, tail, bench)."""
+    kwargs: dict = {"bootstrap_servers": s.kafka_bootstrap_servers}
+    if s.kafka_security_protocol != "PLAINTEXT":
+        import ssl
+
+        kwargs["security_protocol"] = s.kafka_security_protocol
+        if "SSL" in s.kafka_security_protocol:
+            kwargs["ssl_context"] = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None)
+        if s.kafka_security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = s.kafka_sasl_mechanism or "PLAIN"
+            kwargs["sasl_plain_username"] = s.kafka_sasl_username
+            kwargs["sasl_plain_password"] = s.kafka_sasl_password
+    return kwargs

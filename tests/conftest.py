@@ -46,3 +46,13 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         if var in os.environ:
             monkeypatch.delenv(var)
+
+
+@pytest.fixture(scope="session")
+def quick_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A quick-profile model trained once per test session (the demo's model)."""
+    from models.training import train
+
+    out = tmp_path_factory.mktemp("artifacts")
+    train(profile="quick", horizon_days=60, out_dir=out)
+    return out

@@ -1,0 +1,48 @@
+"""Create the worker's topics up front, with the configured partition count.
+
+A topic auto-created by a producer gets the broker's default partition count,
+which would not match the state table's changelog; so every entry point that
+may be first (worker, simulate, replay, demo) calls ``ensure_topics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from streams.settings import Settings, aiokafka_kwargs
+
+
+def topic_names(s: Settings) -> list[str]:
+    return [s.visit_events_topic, s.risk_scores_topic, s.risk_alerts_topic, s.dlq_topic]
+
+
+async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics; return the names created. Existing ones are left alone."""
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(s), request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+    except (KafkaConnectionError, TimeoutError, OSError) as exc:
+        await admin.close()
+        raise SystemExit(
+            f"trialwatch: cannot reach Kafka at {s.kafka_bootstrap_servers} ({exc}). "
+            "Start the dev stack with `make up`, or set KAFKA_BOOTSTRAP_SERVERS."
+        ) from None
+    created = []
+    try:
+        existing = set(await admin.list_topics())
+        for name in topic_names(s):
+            if name in existing:
+                continue
+            try:
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=s.partitions, replication_factor=s.replication)]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    return created

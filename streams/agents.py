@@ -1,0 +1,71 @@
+"""The scoring agent: every visit event re-scores its patient.
+
+Thin on purpose: Faust wiring only. What happens to a message is in
+``streams.processing``; the per-event model logic is ``models.pipeline.step``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from models.alerts import AlertPolicy
+from streams import runtime
+from streams.app import app
+from streams.processing import EventProcessor, Outputs
+from streams.tables import patient_to_state
+from streams.topics import (
+    dead_letter_topic,
+    risk_alerts_topic,
+    risk_scores_topic,
+    visit_events_topic,
+)
+
+
+async def _send_alert(key: bytes, alert: dict) -> None:
+    ack = await risk_alerts_topic.send(key=key, value=alert)
+    await ack  # alerts are rare: wait for the broker before marking them sent
+
+
+async def _send_dead_letter(key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
+    await dead_letter_topic.send(
+        key=key, value=value, headers={k: v.encode() for k, v in headers.items()}
+    )
+
+
+def _set_state(key: bytes, state) -> None:
+    patient_to_state[key] = state
+
+
+def build_processor() -> EventProcessor:
+    outputs = Outputs(
+        send_score=lambda key, score: risk_scores_topic.send(key=key, value=score),
+        send_alert=_send_alert,
+        send_dead_letter=_send_dead_letter,
+        get_state=patient_to_state.get,
+        set_state=_set_state,
+    )
+    policy = AlertPolicy(cooldown_days=runtime.settings.alert_cooldown_days)
+    return EventProcessor(runtime.model.get(), runtime.cache(), outputs, policy)
+
+
+@app.agent(visit_events_topic)
+async def score_visit_events(stream):
+    processor = build_processor()
+    async for event in stream.events():
+        message = event.message
+        origin = f"{message.topic}[{message.partition}]@{message.offset}"
+        await processor.process(event.key, event.value, origin)
+
+
+@app.task
+async def flush_score_cache() -> None:
+    """Write buffered latest scores to Redis in pipelines, off the per-event path."""
+    cache = runtime.cache()
+    while not app.should_stop:
+        await asyncio.sleep(0.2)
+        await cache.flush()
+
+
+@app.timer(interval=5.0)
+async def report_consumer_lag() -> None:
+    runtime.update_lag_metrics(app)

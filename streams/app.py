@@ -1,0 +1,73 @@
+"""The Faust application: configured from the environment, nothing else.
+
+Topics, tables, agents, views and commands live in their own modules and are
+found by ``autodiscover``; ``main()`` is the ``trialwatch`` console script, so
+Faust's commands (``worker``, ``tables``...) and ours share one CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+
+import faust
+
+from streams import settings as settings_module
+
+settings = settings_module.load()
+
+
+def _credentials(s: settings_module.Settings) -> faust.types.auth.CredentialsT | None:
+    """SASL and/or SSL from the environment (KAFKA_SECURITY_PROTOCOL and friends)."""
+    protocol = s.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        return faust.SASLCredentials(
+            username=s.kafka_sasl_username,
+            password=s.kafka_sasl_password,
+            mechanism=s.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    raise SystemExit(f"trialwatch: unsupported KAFKA_SECURITY_PROTOCOL={protocol!r}")
+
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker_url,
+    broker_credentials=_credentials(settings),
+    store=settings.store,
+    datadir=str(settings.data_dir),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication,
+    table_standby_replicas=settings.standby_replicas,
+    web_bind=settings.web_host,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    consumer_auto_offset_reset="earliest",
+    broker_commit_interval=1.0,
+    autodiscover=["streams.agents", "streams.views", "streams.commands"],
+    origin="streams",
+)
+
+
+def main() -> None:
+    """Entry point of the ``trialwatch`` command.
+
+    Before a worker starts: create its topics (the changelog must match the
+    input's partition count) and load the model, so a missing model or an
+    unreachable broker is one clear line rather than a crashed agent.
+    """
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        from streams import runtime
+        from streams.admin import ensure_topics
+
+        asyncio.run(ensure_topics(settings))
+        runtime.model.get()
+    app.main()

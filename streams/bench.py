@@ -1,0 +1,338 @@
+"""``trialwatch bench``: the pipeline against bare Kafka and bare Faust, side by side.
+
+One run, one pre-produced input (>= 200k events, >= 20k patients, 8 partitions):
+  (a) bare aiokafka consume -> produce passthrough (in this process)
+  (b) bare Faust agent that only consumes
+  (c) bare Faust agent that writes one table key per event
+  (d) the full trialwatch worker
+Each is repeated and the median events/s is reported, with d/b and d/a. Then a
+latency run at fixed input rates: produce time -> score readable, and -> alert
+readable, p50/p95/p99. Markdown on stdout, JSON in bench-results/stream.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console
+
+from schemas import codec as avro
+from streams import settings as settings_module
+from streams.admin import ensure_topics
+from streams.settings import Settings
+
+console = Console(stderr=True)
+RESULTS = Path("bench-results")
+
+
+def bench_events(n_events: int, n_patients: int) -> list[dict]:
+    """The first ``n_events`` events (event-time order) of a world of ``n_patients``."""
+    from producers.simulator import PROFILES, simulate
+
+    config = replace(PROFILES["full"], n_participants=n_patients, seed=7)
+    events = simulate(config).events
+    if len(events) < n_events:
+        raise SystemExit(f"world too small: {len(events)} events < {n_events}")
+    return events[:n_events]
+
+
+async def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(topic, avro.encode(event), key=event["patient_id"].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+# --------------------------------------------------------------------- (a)
+async def passthrough(bootstrap: str, source: str, n: int) -> float:
+    sink = f"{source}.passthrough-{uuid.uuid4().hex[:6]}"
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-a-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+        max_poll_records=5000,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    first = None
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batch.values():
+                for record in records:
+                    if first is None:
+                        first = time.perf_counter()
+                    await producer.send(sink, record.value, key=record.key)
+                    seen += 1
+        await producer.flush()
+        elapsed = time.perf_counter() - first
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return n / elapsed
+
+
+# ----------------------------------------------------------------- (b)-(d)
+def _get_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def run_subprocess_bench(cmd: list[str], env: dict, progress_url: str, n: int, log: Path) -> float:
+    """Start a worker, wait until it processed ``n`` events, return events/s."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + max(120.0, n / 500)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"bench worker exited; see {log}")
+            body = _get_json(progress_url)
+            progress = body.get("progress", body) if body else None
+            if progress and progress["count"] >= n:
+                return progress["count"] / (progress["last"] - progress["first"])
+            time.sleep(0.25)
+        raise SystemExit(f"bench worker did not finish {n} events in time; see {log}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bare_faust(s: Settings, topic: str, mode: str, n: int, workdir: Path) -> float:
+    port = _free_port()
+    run = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "BENCH_MODE": mode,
+        "BENCH_TOPIC": topic,
+        "BENCH_APP_ID": f"bench-{mode}-{run}",
+        "BENCH_PARTITIONS": str(s.partitions),
+        "BENCH_DATA_DIR": str(workdir / f"{mode}-{run}"),
+        "BENCH_PORT": str(port),
+        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+    }
+    cmd = [sys.executable, "-m", "streams.bench_apps", "worker", "-l", "warn"]
+    url = f"http://127.0.0.1:{port}/bench"
+    return run_subprocess_bench(cmd, env, url, n, workdir / f"{mode}-{run}.log")
+
+
+def full_pipeline(env_base: dict, n: int, workdir: Path) -> float:
+    port = _free_port()
+    run = uuid.uuid4().hex[:8]
+    env = {
+        **env_base,
+        "TRIALWATCH_APP_ID": f"bench-full-{run}",
+        "TRIALWATCH_DATA_DIR": str(workdir / f"full-{run}"),
+        "TRIALWATCH_WEB_PORT": str(port),
+        "TRIALWATCH_STANDBY_REPLICAS": "0",
+    }
+    cmd = [sys.executable, "-m", "streams", "worker", "-l", "warn"]
+    url = f"http://127.0.0.1:{port}/health"
+    return run_subprocess_bench(cmd, env, url, n, workdir / f"full-{run}.log")
+
+
+# ----------------------------------------------------------------- latency
+async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, events, workdir):
+    """Fresh worker; publish at ``rate``; time produce -> score/alert readable."""
+    from producers.publisher import Pacer
+
+    prefix = f"bench-lat-{uuid.uuid4().hex[:6]}."
+    env = {**env_base, "TRIALWATCH_TOPIC_PREFIX": prefix}
+    lat_settings = settings_module.load(env)
+    await ensure_topics(lat_settings)
+    port = _free_port()
+    env.update(
+        TRIALWATCH_APP_ID=f"bench-lat-{uuid.uuid4().hex[:6]}",
+        TRIALWATCH_DATA_DIR=str(workdir / f"lat-{port}"),
+        TRIALWATCH_WEB_PORT=str(port),
+        TRIALWATCH_STANDBY_REPLICAS="0",
+    )
+    log = workdir / f"lat-{port}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "-l", "warn"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    sent_at: dict[str, float] = {}
+    score_lat: list[float] = []
+    alert_lat: list[float] = []
+    try:
+        while _get_json(f"http://127.0.0.1:{port}/health") is None:
+            if proc.poll() is not None:
+                raise SystemExit(f"latency worker exited; see {log}")
+            await asyncio.sleep(0.3)
+        readers = [
+            _reader(s.kafka_bootstrap_servers, lat_settings.risk_scores_topic, "RiskScore"),
+            _reader(s.kafka_bootstrap_servers, lat_settings.risk_alerts_topic, "RiskAlert"),
+        ]
+        for reader in readers:
+            await reader.start()
+        await asyncio.sleep(2.0)  # let the worker's partitions settle before timing
+        n = int(rate * seconds)
+        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, linger_ms=0)
+        await producer.start()
+        stop = asyncio.Event()
+        collectors = [
+            asyncio.create_task(_collect(readers[0], sent_at, score_lat, stop)),
+            asyncio.create_task(_collect(readers[1], sent_at, alert_lat, stop)),
+        ]
+        pacer = Pacer(rate=rate)
+        for event in events[:n]:
+            wait = pacer.delay(event["event_time"])
+            if wait > 0:
+                await asyncio.sleep(wait)
+            value = avro.encode(event)
+            sent_at[event["event_id"]] = time.time()
+            await producer.send(lat_settings.visit_events_topic, value, key=event["patient_id"].encode())
+        await producer.flush()
+        await producer.stop()
+        await asyncio.sleep(3.0)
+        stop.set()
+        await asyncio.gather(*collectors)
+        for reader in readers:
+            await reader.stop()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"rate": rate, "events": n, "score": _percentiles(score_lat), "alert": _percentiles(alert_lat)}
+
+
+def _reader(bootstrap: str, topic: str, schema: str) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=5,
+    )
+    consumer.schema = schema  # type: ignore[attr-defined]
+    return consumer
+
+
+async def _collect(consumer, sent_at: dict, out: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        batch = await consumer.getmany(timeout_ms=50)
+        now = time.time()
+        for records in batch.values():
+            for record in records:
+                event_id = avro.decode(record.value, consumer.schema)["event_id"]
+                if event_id in sent_at:
+                    out.append(now - sent_at[event_id])
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return round(1000 * ordered[min(int(p * len(ordered)), len(ordered) - 1)], 2)
+
+    return {"n": len(values), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}
+
+
+# -------------------------------------------------------------------- main
+async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, quick: bool) -> dict:
+    if quick:
+        events, patients, repeats = 20_000, 2_000, 1
+    workdir = Path(".devstack") / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    prefix = f"bench-{uuid.uuid4().hex[:6]}."
+    env_base = {**os.environ, "TRIALWATCH_TOPIC_PREFIX": prefix, "TRIALWATCH_PARTITIONS": "8"}
+    bench_settings = settings_module.load(env_base)
+    await ensure_topics(bench_settings)
+    with console.status(f"simulating {patients:,} patients, keeping {events:,} events..."):
+        input_events = bench_events(events, patients)
+    topic = bench_settings.visit_events_topic
+    with console.status(f"producing {events:,} events to {topic}..."):
+        await produce(s.kafka_bootstrap_servers, topic, input_events)
+
+    runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": []}
+    for i in range(repeats):
+        console.print(f"repetition {i + 1}/{repeats}")
+        runs["a"].append(await passthrough(s.kafka_bootstrap_servers, topic, events))
+        runs["b"].append(bare_faust(bench_settings, topic, "consume", events, workdir))
+        runs["c"].append(bare_faust(bench_settings, topic, "table", events, workdir))
+        runs["d"].append(full_pipeline(env_base, events, workdir))
+        console.print({k: round(v[-1]) for k, v in runs.items()})
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    latency = []
+    for rate in (1_000.0, 5_000.0):
+        with console.status(f"latency at {rate:,.0f} events/s..."):
+            seconds = 10.0 if not quick else 4.0
+            latency.append(await latency_run(s, env_base, rate, seconds, input_events, workdir))
+    result = {
+        "events": events,
+        "patients": patients,
+        "partitions": 8,
+        "repeats": repeats,
+        "events_per_s": {k: round(v) for k, v in med.items()},
+        "runs": {k: [round(x) for x in v] for k, v in runs.items()},
+        "ratio_d_over_b": round(med["d"] / med["b"], 3),
+        "ratio_d_over_a": round(med["d"] / med["a"], 3),
+        "latency": latency,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "stream.json").write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+    return result
+
+
+def markdown(r: dict) -> str:
+    eps = r["events_per_s"]
+    lines = [
+        f"Stream benchmark: {r['events']:,} events, {r['patients']:,} patients, "
+        f"{r['partitions']} partitions, median of {r['repeats']}",
+        "",
+        "| pipeline | events/s |",
+        "|---|---|",
+        f"| (a) bare aiokafka passthrough | {eps['a']:,} |",
+        f"| (b) bare Faust, consume only | {eps['b']:,} |",
+        f"| (c) bare Faust, one table write per event | {eps['c']:,} |",
+        f"| (d) trialwatch full pipeline | {eps['d']:,} |",
+        "",
+        f"d/b = {r['ratio_d_over_b']:.2f}, d/a = {r['ratio_d_over_a']:.2f}",
+        "",
+        "| input rate | produce -> score p50 / p95 / p99 ms | produce -> alert p50 / p95 / p99 ms |",
+        "|---|---|---|",
+    ]
+    for lat in r["latency"]:
+        s, a = lat["score"], lat["alert"]
+        fmt = lambda x: f"{x.get('p50_ms', '-')} / {x.get('p95_ms', '-')} / {x.get('p99_ms', '-')} (n={x['n']})"  # noqa: E731
+        lines.append(f"| {lat['rate']:,.0f}/s | {fmt(s)} | {fmt(a)} |")
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""``make demo``: a whole trialwatch deployment in one terminal, then a summary.
+
+Trains a quick model if there is none, starts one worker in a fresh namespace
+(topic prefix, app id, state dir: each demo run starts from nothing), simulates
+a trial world at accelerated trial time, shows alerts live and stops cleanly
+after ``duration`` seconds or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+
+from streams import settings as settings_module
+from streams.admin import ensure_topics
+from streams.settings import Settings, aiokafka_kwargs
+
+console = Console()
+
+
+def demo_environment(s: Settings, run_id: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TRIALWATCH_TOPIC_PREFIX": f"demo-{run_id}.",
+        "TRIALWATCH_APP_ID": f"trialwatch-demo-{run_id}",
+        "TRIALWATCH_DATA_DIR": str(Path(".devstack") / "demo" / run_id),
+        "TRIALWATCH_MODEL_DIR": str(s.model_dir),
+        "TRIALWATCH_STANDBY_REPLICAS": "0",
+        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+        "REDIS_URL": s.redis_url,
+    }
+
+
+def wait_healthy(url: str, worker: subprocess.Popen, log_path: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+            raise SystemExit(f"the worker exited during start-up:\n{tail}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.5)
+    raise SystemExit(f"the worker did not become healthy within {timeout_s:.0f}s; see {log_path}")
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "-l", "warn"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) -> None:
+    from producers.publisher import Pacer, publish
+    from streams.commands import _simulate, train_model
+    from streams.tail import tail_alerts
+
+    if not (s.model_dir / "LATEST").exists():
+        console.print("[bold]no model yet: training the quick model (about a minute)...")
+        train_model("quick", 60, s.model_dir)
+
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    env = demo_environment(s, run_id)
+    demo_settings = settings_module.load(env)
+    await ensure_topics(demo_settings)
+    log_path = Path(".devstack") / "demo" / f"worker-{run_id}.log"
+    worker = start_worker(env, log_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        health = f"http://{demo_settings.web_host}:{demo_settings.web_port}/health"
+        await asyncio.to_thread(wait_healthy, health, worker, log_path)
+        console.print(f"[green]worker healthy[/] ({health}); worker log: {log_path}")
+        world = _simulate(profile, None)
+        records = ((i + 1, e, None) for i, e in enumerate(world.events))
+        publisher = asyncio.create_task(
+            publish(
+                records,
+                demo_settings.visit_events_topic,
+                aiokafka_kwargs(demo_settings),
+                pacer=Pacer(speed=speed),
+                stop=stop,
+            )
+        )
+        loop.call_later(duration, stop.set)
+        alerts = await tail_alerts(demo_settings, from_beginning=True, stop=stop)
+        stop.set()
+        report = await publisher
+    finally:
+        stop_worker(worker)
+    summarize(world, report, alerts)
+
+
+def summarize(world, report, alerts: list[dict]) -> None:
+    participants = len(world.outcome)
+    tiers = Counter(a["tier"] for a in alerts)
+    per_1000 = 1000 * len({a["patient_id"] for a in alerts}) / max(participants, 1)
+    console.print(
+        Panel.fit(
+            f"events published: {report.sent:,} of {len(world.events):,} "
+            f"({report.events_per_s:,.0f}/s)\n"
+            f"alerts: {len(alerts):,} ({dict(tiers)}); "
+            f"participants alerted per 1,000: {per_1000:.0f}",
+            title="demo summary",
+        )
+    )
+    if alerts:
+        top = max(alerts, key=lambda a: a["value_at_risk"])
+        console.print("[bold]the alert with the most value at risk, in full:")
+        console.print_json(json.dumps(top))
+

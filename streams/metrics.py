@@ -1,0 +1,74 @@
+"""Prometheus metrics of the worker (served at GET /metrics).
+
+A private registry, so tests and several apps in one process don't collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_IN = Counter("trialwatch_events_in", "Visit events consumed", registry=REGISTRY)
+OUTCOMES = Counter(
+    "trialwatch_event_outcomes",
+    "Where each consumed event ended: scored, ended (terminal event applied), "
+    "duplicate, after_end, dead_lettered",
+    ["outcome"],
+    registry=REGISTRY,
+)
+DEAD_LETTERED = Counter(
+    "trialwatch_dead_lettered", "Events sent to the DLQ, by reason", ["reason"], registry=REGISTRY
+)
+ALERTS = Counter("trialwatch_alerts", "Alerts emitted, by tier", ["tier"], registry=REGISTRY)
+ALERTS_SUPPRESSED = Counter(
+    "trialwatch_alerts_suppressed",
+    "Alerts not re-sent because their alert_id was already emitted",
+    registry=REGISTRY,
+)
+REDIS_FALLBACK = Counter(
+    "trialwatch_redis_fallback",
+    "Redis operations served by the in-process fallback because Redis was unreachable",
+    registry=REGISTRY,
+)
+REDIS_UP = Gauge("trialwatch_redis_up", "1 when Redis answers, 0 when degraded", registry=REGISTRY)
+SCORE_LATENCY = Histogram(
+    "trialwatch_scoring_seconds",
+    "Time to process one event (decode to outputs sent), worker-side",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "trialwatch_consumer_lag",
+    "Messages behind the high-water mark, per assigned partition",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+
+
+PROGRESS: dict[str, float | int | None] = {"count": 0, "first": None, "last": None}
+
+
+def tick() -> None:
+    """Wall-clock times of the first and last processed event (for benchmarks)."""
+    import time
+
+    now = time.time()
+    if PROGRESS["first"] is None:
+        PROGRESS["first"] = now
+    PROGRESS["last"] = now
+    PROGRESS["count"] += 1
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+def outcome_counts() -> dict[str, int]:
+    """Current outcome counters as a plain dict (for /health and tests)."""
+    counts: dict[str, int] = {}
+    for metric in OUTCOMES.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                counts[sample.labels["outcome"]] = int(sample.value)
+    return counts

@@ -1,0 +1,36 @@
+"""The model the worker scores with: loaded once, shared by agents and views."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from models.scorer import Scorer
+from schemas.exceptions import TrialwatchError
+
+log = logging.getLogger(__name__)
+
+
+class ModelHolder:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._scorer: Scorer | None = None
+        self.error: str | None = None
+
+    def get(self) -> Scorer:
+        if self._scorer is None:
+            try:
+                self._scorer = Scorer.load(self.path)
+            except (TrialwatchError, OSError) as exc:
+                self.error = (
+                    f"no usable model in {self.path} ({exc}); train one with "
+                    f"`trialwatch train` or set TRIALWATCH_MODEL_DIR"
+                )
+                raise SystemExit(f"trialwatch: {self.error}") from None
+            self.error = None
+            log.info("model %s loaded from %s", self._scorer.version, self.path)
+        return self._scorer
+
+    @property
+    def loaded(self) -> Scorer | None:
+        return self._scorer

@@ -1,0 +1,113 @@
+"""What the worker does with one consumed message, apart from Faust's wiring.
+
+decode -> dedup + state update + score + alert decision (``models.pipeline.step``,
+the same function the offline backfill calls) -> outputs -> state write.
+
+Order matters for at-least-once with idempotent effects:
+1. outputs are sent BEFORE the new state is written to the table, so a crash in
+   between re-processes the event on re-delivery (the state has not seen it)
+   and re-sends the same outputs (scores are keyed by event_id; alert ids are
+   deterministic and claimed in Redis), rather than skipping it as a duplicate;
+2. an alert is awaited until the broker acknowledged it, then marked sent.
+Bad input never raises out of here: it goes to the DLQ with its bytes and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from models.exceptions import ModelError, NotEnrolledError
+from models.pipeline import step
+from models.state import Outcome, PatientState
+from schemas import codec as avro
+from schemas.exceptions import DecodeError
+from streams import metrics
+from streams.cache import RiskCache
+
+log = logging.getLogger(__name__)
+
+SendFn = Callable[[bytes, Any], Awaitable[Any]]
+
+
+@dataclass
+class Outputs:
+    """Where results go; the agent binds these to Faust topics and the table."""
+
+    send_score: SendFn
+    send_alert: Callable[[bytes, dict], Awaitable[None]]  # returns once acknowledged
+    send_dead_letter: Callable[[bytes | None, bytes, dict[str, str]], Awaitable[Any]]
+    get_state: Callable[[bytes], PatientState | None]
+    set_state: Callable[[bytes, PatientState], None]
+
+
+class EventProcessor:
+    def __init__(self, scorer: Any, cache: RiskCache, outputs: Outputs, policy: Any) -> None:
+        self.scorer = scorer
+        self.cache = cache
+        self.out = outputs
+        self.policy = policy
+
+    async def process(self, key: bytes | None, value: bytes, origin: str = "") -> str:
+        """Handle one message; return its outcome (a label of ``metrics.OUTCOMES``)."""
+        started = time.perf_counter()
+        metrics.EVENTS_IN.inc()
+        outcome = await self._process(key, value, origin)
+        metrics.OUTCOMES.labels(outcome).inc()
+        metrics.SCORE_LATENCY.observe(time.perf_counter() - started)
+        metrics.tick()
+        return outcome
+
+    async def _process(self, key: bytes | None, value: bytes, origin: str) -> str:
+        try:
+            event = avro.decode(value)
+        except DecodeError as exc:
+            return await self._dead_letter(key, value, exc.reason, str(exc), origin)
+        patient_key = event["patient_id"].encode()
+        if key is not None and key != patient_key:
+            # Keyed to another patient: it sits in the wrong partition for its state.
+            return await self._dead_letter(
+                key, value, "key_mismatch", "Kafka key differs from patient_id", origin
+            )
+        try:
+            result = step(self.out.get_state(patient_key), event, self.scorer, self.policy)
+        except NotEnrolledError as exc:
+            return await self._dead_letter(key, value, "not_enrolled", str(exc), origin)
+        except ModelError as exc:
+            return await self._dead_letter(key, value, "invalid_event", str(exc), origin)
+        except Exception as exc:  # a bug must not kill the worker or lose the event
+            log.exception("internal error on %s", origin or "an event")
+            return await self._dead_letter(key, value, "internal_error", type(exc).__name__, origin)
+
+        if result.outcome is Outcome.DUPLICATE:
+            return "duplicate"
+        if result.score is not None:
+            await self.out.send_score(patient_key, result.score)
+            self.cache.put_score(result.score)
+        if result.alert is not None:
+            await self._emit_alert(patient_key, result.alert)
+        self.out.set_state(patient_key, result.state)
+        if result.outcome is Outcome.AFTER_END:
+            return "after_end"
+        return "scored" if result.score is not None else "ended"
+
+    async def _emit_alert(self, patient_key: bytes, alert: dict) -> None:
+        alert_id = alert["alert_id"]
+        if not await self.cache.claim_alert(alert_id):
+            metrics.ALERTS_SUPPRESSED.inc()
+            return
+        await self.out.send_alert(patient_key, alert)
+        await self.cache.mark_alert_sent(alert_id)
+        metrics.ALERTS.labels(alert["tier"]).inc()
+
+    async def _dead_letter(
+        self, key: bytes | None, value: bytes, reason: str, detail: str, origin: str
+    ) -> str:
+        headers = {"reason": reason, "detail": detail[:500], "origin": origin}
+        await self.out.send_dead_letter(key, value, headers)
+        metrics.DEAD_LETTERED.labels(reason).inc()
+        log.info("dead-lettered a message from %s: %s", origin or "input", reason)
+        return "dead_lettered"

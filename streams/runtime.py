@@ -1,0 +1,35 @@
+"""Process-wide objects of a worker: settings, the model, the Redis cache."""
+
+from __future__ import annotations
+
+from functools import cache as _once
+
+from streams import metrics
+from streams.app import settings
+from streams.cache import RiskCache
+from streams.model import ModelHolder
+
+model = ModelHolder(settings.model_dir)
+
+
+@_once
+def cache() -> RiskCache:
+    return RiskCache(
+        settings.redis_url,
+        prefix=f"{settings.app_id}",
+        score_ttl_s=settings.score_cache_ttl_s,
+        alert_ttl_s=settings.dedup_ttl_s,
+        tls_cafile=settings.redis_tls_cafile,
+    )
+
+
+def update_lag_metrics(app) -> None:
+    """Consumer lag per assigned partition = high-water mark - committed offset."""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        committed = consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") else None
+        if highwater is None:
+            continue
+        lag = max(highwater - (committed or 0), 0)
+        metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)

@@ -1,0 +1,35 @@
+"""Every topic of the worker. Keys are patient ids (UTF-8) on all of them.
+
+The input is consumed as raw bytes, not through a codec: a message that fails
+to decode must reach the dead-letter topic byte for byte, with the reason.
+"""
+
+from __future__ import annotations
+
+import schemas.faust_codec  # noqa: F401  (registers the Avro codecs by name)
+from streams.app import app, settings
+
+visit_events_topic = app.topic(
+    settings.visit_events_topic,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+risk_scores_topic = app.topic(
+    settings.risk_scores_topic,
+    key_serializer="raw",
+    value_serializer="risk_score",
+    partitions=settings.partitions,
+)
+risk_alerts_topic = app.topic(
+    settings.risk_alerts_topic,
+    key_serializer="raw",
+    value_serializer="risk_alert",
+    partitions=settings.partitions,
+)
+dead_letter_topic = app.topic(
+    settings.dlq_topic,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)

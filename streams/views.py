@@ -1,0 +1,157 @@
+"""HTTP views of a worker (Faust web, bound to 127.0.0.1 unless configured).
+
+GET  /health            broker, Redis, model: 200 ok|degraded, 503 when it cannot work
+GET  /patients/{id}     live state + latest score, routed to the worker owning the key
+POST /score             stateless: a posted event history -> score, CLV, reasons
+GET  /model             the model card
+GET  /metrics           Prometheus text format
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+from faust import web
+
+from models.exceptions import ModelError
+from models.pipeline import step
+from models.state import PatientState
+from schemas.contract import normalize_event, validate_event
+from schemas.exceptions import TrialwatchError
+from streams import metrics, runtime
+from streams.agents import build_processor  # noqa: F401  (registers the agent first)
+from streams.app import app
+from streams.tables import patient_to_state
+
+MAX_POSTED_EVENTS = 10_000
+
+
+async def broker_reachable(timeout_s: float = 2.0) -> tuple[bool, str]:
+    try:
+        client = app.producer._producer.client  # the aiokafka client Faust runs
+        await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
+    except Exception as exc:  # any failure means "cannot reach the broker"
+        return False, f"broker unreachable: {type(exc).__name__}"
+    return True, "ok"
+
+
+@app.page("/health")
+async def health(self: web.View, request: web.Request) -> web.Response:
+    broker_ok, broker_detail = await broker_reachable()
+    scorer = runtime.model.loaded
+    redis_ok = await runtime.cache().ping()
+    reasons = []
+    if not broker_ok:
+        reasons.append(broker_detail)
+    if scorer is None:
+        reasons.append(runtime.model.error or "model not loaded")
+    if not redis_ok:
+        reasons.append(runtime.cache().degraded_reason or "redis unreachable")
+    if not broker_ok or scorer is None:
+        status, code = "unavailable", 503
+    else:
+        status, code = ("degraded", 200) if not redis_ok else ("ok", 200)
+    body = {
+        "status": status,
+        "reasons": reasons,
+        "broker": broker_detail,
+        "redis": "ok" if redis_ok else "degraded",
+        "model_version": scorer.version if scorer else None,
+        "outcomes": metrics.outcome_counts(),
+        "progress": metrics.PROGRESS,
+    }
+    return self.json(body, status=code)
+
+
+def state_view(state: PatientState) -> dict[str, Any]:
+    """The parts of the state an operator needs; enrollment attributes stay out."""
+    keys = (
+        "patient_id", "trial_id", "site_id", "phase", "enrolled_at", "last_event_time",
+        "completed_visits", "missed_visits", "resolved_visits", "planned_visits",
+        "ended", "end_type", "last_alert_tier", "last_alert_at",
+    )  # fmt: skip
+    return {k: getattr(state, k, None) for k in keys}
+
+
+@app.page("/patients/{patient_id}")
+@app.table_route(table=patient_to_state, match_info="patient_id")
+async def patient(self: web.View, request: web.Request, patient_id: str) -> web.Response:
+    state = patient_to_state.get(patient_id.encode())
+    if state is None:
+        return self.json({"error": f"unknown patient {patient_id}"}, status=404)
+    latest = await runtime.cache().latest_score(patient_id)
+    return self.json({"state": state_view(state), "latest_score": latest})
+
+
+@app.page("/score")
+class ScoreView(web.View):
+    async def post(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            events = body["events"] if isinstance(body, dict) else body
+            if not isinstance(events, list) or not events:
+                raise ValueError("expected a non-empty list of events under 'events'")
+            if len(events) > MAX_POSTED_EVENTS:
+                raise ValueError(f"at most {MAX_POSTED_EVENTS} events per request")
+            checked = [validate_event(normalize_event(e)) for e in events]
+            if len({e["patient_id"] for e in checked}) != 1:
+                raise ValueError("all events must belong to one patient")
+        except (ValueError, KeyError, TypeError, TrialwatchError) as exc:
+            return self.json({"error": f"bad request: {exc}"}, status=400)
+        return self.json(score_history(checked))
+
+
+def score_history(events: list[dict]) -> dict[str, Any]:
+    """Replay a history with fresh state (nothing is read from or written to the table)."""
+    scorer = runtime.model.get()
+    state, last_score, last_alert = None, None, None
+    try:
+        for event in sorted(events, key=lambda e: e["event_time"]):
+            result = step(state, event, scorer, _stateless_policy())
+            state = result.state
+            last_score = result.score or last_score
+            last_alert = result.alert or last_alert
+    except ModelError as exc:
+        return {"error": str(exc)}
+    if last_score is None:
+        return {"error": "no scorable event in the history"}
+    reasons = last_alert["reasons"] if last_alert else None
+    if reasons is None:
+        from models.features import features
+
+        x = features(state, last_score["event_time"])
+        reasons = scorer.explain(x, k=3)
+    return {
+        "score": _finite(last_score),
+        "recommended_action": scorer.recommended_action(last_score["tier"]),
+        "reasons": _finite(reasons),
+    }
+
+
+def _stateless_policy():
+    from models.alerts import AlertPolicy
+
+    return AlertPolicy(cooldown_days=runtime.settings.alert_cooldown_days)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: turn non-finite floats into null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+@app.page("/model")
+async def model_card(self: web.View, request: web.Request) -> web.Response:
+    return self.json(runtime.model.get().card)
+
+
+@app.page("/metrics")
+async def prometheus(self: web.View, request: web.Request) -> web.Response:
+    return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")

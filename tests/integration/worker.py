@@ -1,0 +1,201 @@
+"""Run real trialwatch workers as subprocesses, each in its own namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas import codec as avro
+from streams import settings as settings_module
+from tests.kafka_util import free_port
+
+
+@dataclass
+class Namespace:
+    """Topics, app id and state dir of one test deployment."""
+
+    bootstrap: str
+    redis_url: str
+    model_dir: Path
+    root: Path
+    partitions: int = 4
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "TRIALWATCH_TOPIC_PREFIX": f"t{self.run_id}.",
+            "TRIALWATCH_APP_ID": f"tw-{self.run_id}",
+            "TRIALWATCH_PARTITIONS": str(self.partitions),
+            "TRIALWATCH_MODEL_DIR": str(self.model_dir),
+            "TRIALWATCH_STANDBY_REPLICAS": "0",
+            **extra,
+        }
+
+    @property
+    def settings(self) -> settings_module.Settings:
+        return settings_module.load(self.env())
+
+
+class Worker:
+    def __init__(self, ns: Namespace, name: str = "w1", **env: str) -> None:
+        self.ns = ns
+        self.port = free_port()
+        self.data_dir = ns.root / f"data-{name}"
+        self.log_path = ns.root / f"worker-{name}.log"
+        self.env = ns.env(
+            TRIALWATCH_WEB_PORT=str(self.port), TRIALWATCH_DATA_DIR=str(self.data_dir), **env
+        )
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> Worker:
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "-l", "info"],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def post(self, path: str, body: object, timeout: float = 10.0) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), method="POST"
+        )
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def wait_healthy(self, timeout: float = 120.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log()[-5000:]
+            try:
+                status, body = self.get("/health", timeout=3)
+                if status == 200:
+                    return body
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"worker not healthy in {timeout}s:\n{self.log()[-5000:]}")
+
+    def outcomes(self) -> dict[str, int]:
+        return self.get("/health")[1]["outcomes"]
+
+    def wait_outcomes(self, total: int, timeout: float = 180.0) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        counts: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log()[-5000:]
+            counts = self.outcomes()
+            if sum(counts.values()) >= total:
+                return counts
+            time.sleep(0.5)
+        raise AssertionError(f"only {counts} of {total} events processed:\n{self.log()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+async def publish_events(bootstrap: str, topic: str, events: Iterable[dict]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    n = 0
+    try:
+        for event in events:
+            await producer.send(topic, value=avro.encode(event), key=event["patient_id"].encode())
+            n += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return n
+
+
+async def publish_raw(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    n = 0
+    try:
+        for key, value in messages:
+            await producer.send(topic, value=value, key=key)
+            n += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return n
+
+
+async def read_topic(bootstrap: str, topic: str, *, idle_s: float = 3.0, max_s: float = 60.0):
+    """Read a topic from the beginning until nothing new arrived for ``idle_s``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records = []
+    try:
+        deadline = time.monotonic() + max_s
+        last_new = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last_new < idle_s:
+            batch = await consumer.getmany(timeout_ms=300)
+            for part in batch.values():
+                if part:
+                    last_new = time.monotonic()
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def run(coro):
+    return asyncio.get_event_loop().run_until_complete(coro)
