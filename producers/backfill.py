@@ -21,6 +21,7 @@ from models.exceptions import ModelError, NotEnrolledError
 from models.pipeline import step
 from models.scorer import Scorer
 from models.state import Outcome, PatientState
+
 from producers.files import read_events
 from schemas import files as avro_files
 

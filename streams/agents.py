@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from models.alerts import AlertPolicy
+
 from streams import runtime
 from streams.app import app
 from streams.processing import EventProcessor, Outputs

@@ -219,7 +219,9 @@ async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, 
                 await asyncio.sleep(wait)
             value = avro.encode(event)
             sent_at[event["event_id"]] = time.time()
-            await producer.send(lat_settings.visit_events_topic, value, key=event["patient_id"].encode())
+            await producer.send(
+                lat_settings.visit_events_topic, value, key=event["patient_id"].encode()
+            )
         await producer.flush()
         await producer.stop()
         await asyncio.sleep(3.0)
@@ -230,7 +232,12 @@ async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return {"rate": rate, "events": n, "score": _percentiles(score_lat), "alert": _percentiles(alert_lat)}
+    return {
+        "rate": rate,
+        "events": n,
+        "score": _percentiles(score_lat),
+        "alert": _percentiles(alert_lat),
+    }
 
 
 def _reader(bootstrap: str, topic: str, schema: str) -> AIOKafkaConsumer:
@@ -313,6 +320,10 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     return result
 
 
+def _triple(x: dict) -> str:
+    return f"{x.get('p50_ms', '-')} / {x.get('p95_ms', '-')} / {x.get('p99_ms', '-')} (n={x['n']})"
+
+
 def markdown(r: dict) -> str:
     eps = r["events_per_s"]
     lines = [
@@ -332,7 +343,7 @@ def markdown(r: dict) -> str:
         "|---|---|---|",
     ]
     for lat in r["latency"]:
-        s, a = lat["score"], lat["alert"]
-        fmt = lambda x: f"{x.get('p50_ms', '-')} / {x.get('p95_ms', '-')} / {x.get('p99_ms', '-')} (n={x['n']})"  # noqa: E731
-        lines.append(f"| {lat['rate']:,.0f}/s | {fmt(s)} | {fmt(a)} |")
+        lines.append(
+            f"| {lat['rate']:,.0f}/s | {_triple(lat['score'])} | {_triple(lat['alert'])} |"
+        )
     return "\n".join(lines)

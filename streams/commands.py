@@ -138,6 +138,7 @@ async def replay(self, path, rate, speed, start):
 
 async def replay_file(path: Path, *, rate=None, speed=None, start: int = 0):
     from producers.files import count_records, read_events
+
     from producers.publisher import Pacer
 
     total = max(count_records(path) - start, 0)
@@ -176,7 +177,9 @@ def train_model(profile: str, horizon: int, out_dir: Path, seed: int | None = No
 @app.command(
     argument("path"),
     option("--out", "out_dir", default="out/backfill", help="output directory"),
-    option("--model", "model_dir", default=None, help="artifact dir (default TRIALWATCH_MODEL_DIR)"),
+    option(
+        "--model", "model_dir", default=None, help="artifact dir (default TRIALWATCH_MODEL_DIR)"
+    ),
 )
 async def backfill(self, path, out_dir, model_dir):
     """Score an event file offline (no Kafka): backfill FILE --out DIR."""

@@ -139,4 +139,3 @@ def summarize(world, report, alerts: list[dict]) -> None:
         top = max(alerts, key=lambda a: a["value_at_risk"])
         console.print("[bold]the alert with the most value at risk, in full:")
         console.print_json(json.dumps(top))
-

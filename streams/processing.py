@@ -23,8 +23,9 @@ from typing import Any
 from models.exceptions import ModelError, NotEnrolledError
 from models.pipeline import step
 from models.state import Outcome, PatientState
-from schemas import codec as avro
 from schemas.exceptions import DecodeError
+
+from schemas import codec as avro
 from streams import metrics
 from streams.cache import RiskCache
 

@@ -28,7 +28,9 @@ def update_lag_metrics(app) -> None:
     consumer = app.consumer
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
-        committed = consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") else None
+        committed = (
+            consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") else None
+        )
         if highwater is None:
             continue
         lag = max(highwater - (committed or 0), 0)

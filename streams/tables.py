@@ -7,8 +7,8 @@ count, same key), so a patient's events and state always live on one worker.
 from __future__ import annotations
 
 from faust.serializers import codecs
-
 from models.state import PatientState, from_record, to_record
+
 from schemas import codec as avro
 from streams.app import app, settings
 

@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from schemas.exceptions import DecodeError
 
 from schemas import codec as avro
-from schemas.exceptions import DecodeError
 from streams.settings import Settings, aiokafka_kwargs
 
 TIER_STYLE = {"CRITICAL": "bold red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "green"}
@@ -76,7 +76,9 @@ async def tail_alerts(
                     try:
                         alert = avro.decode(record.value, "RiskAlert")
                     except DecodeError as exc:
-                        print(f"undecodable alert at offset {record.offset}: {exc}", file=sys.stderr)
+                        print(
+                            f"undecodable alert at offset {record.offset}: {exc}", file=sys.stderr
+                        )
                         continue
                     seen.append(alert)
                     if as_json:

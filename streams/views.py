@@ -14,12 +14,12 @@ import math
 from typing import Any
 
 from faust import web
-
 from models.exceptions import ModelError
 from models.pipeline import step
 from models.state import PatientState
 from schemas.contract import normalize_event, validate_event
 from schemas.exceptions import TrialwatchError
+
 from streams import metrics, runtime
 from streams.agents import build_processor  # noqa: F401  (registers the agent first)
 from streams.app import app

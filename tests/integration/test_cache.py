@@ -10,7 +10,12 @@ from tests.kafka_util import free_port
 
 
 def _score(patient_id: str, p: float) -> dict:
-    return {"patient_id": patient_id, "event_id": f"{patient_id}-e", "probability": p, "tier": "LOW"}
+    return {
+        "patient_id": patient_id,
+        "event_id": f"{patient_id}-e",
+        "probability": p,
+        "tier": "LOW",
+    }
 
 
 async def test_alert_claims_are_idempotent_across_cache_instances(redis_url):

@@ -8,11 +8,11 @@ import subprocess
 from collections import Counter
 
 import pytest
-
 from models.alerts import AlertPolicy
 from models.scorer import Scorer
-from producers.backfill import backfill_events
 from producers.simulator import PROFILES, simulate
+
+from producers.backfill import backfill_events
 from schemas import codec as avro
 from streams.settings import load as load_settings
 from tests.integration.worker import (
@@ -41,7 +41,11 @@ def bad_messages(events: list[dict]) -> list[tuple[bytes, bytes, str]]:
     return [
         (b"x", b"not avro at all", "bad_marker"),
         (events[0]["patient_id"].encode(), valid[:-3], "truncated"),
-        (events[0]["patient_id"].encode(), valid[:2] + b"\x00" * 8 + valid[10:], "unknown_fingerprint"),
+        (
+            events[0]["patient_id"].encode(),
+            valid[:2] + b"\x00" * 8 + valid[10:],
+            "unknown_fingerprint",
+        ),
         (b"NEVER-ENROLLED", avro.encode(stranger), "not_enrolled"),
         (b"someone-else", valid, "key_mismatch"),
     ]
