@@ -79,7 +79,7 @@ HAZARD_EFFECTS: dict[str, float] = {
     "control": 0.2,
     "young": 0.3,  # age < 30
     "old": 0.25,  # age >= 75
-    "disengagement": 1.6,  # latent (1 - engagement); observed only through its effects
+    "disengagement": 1.2,  # latent (1 - engagement); observed only through its effects
 }
 ARM_WEIGHTS = (("ACTIVE", 0.5), ("PLACEBO", 0.35), ("CONTROL", 0.15))
 GRADE_WEIGHTS = ((1, 0.52), (2, 0.30), (3, 0.13), (4, 0.045), (5, 0.005))
@@ -104,7 +104,7 @@ class SimulationConfig:
 
 PROFILES: dict[str, SimulationConfig] = {
     "demo": SimulationConfig(seed=7, n_participants=400, n_trials=6, enrollment_days=120),
-    "quick": SimulationConfig(seed=42, n_participants=3_000, n_trials=12),
+    "quick": SimulationConfig(seed=42, n_participants=6_000, n_trials=16),
     "full": SimulationConfig(seed=2026, n_participants=40_000, n_trials=60, enrollment_days=365),
 }
 
@@ -224,7 +224,7 @@ class _Participant:
             + (e["control"] if self.arm == "CONTROL" else 0.0)
             + (e["young"] if self.age < 30 else 0.0)
             + (e["old"] if self.age >= 75 else 0.0)
-            + rng.gauss(0.0, 0.45)  # frailty: real, and invisible to any model
+            + rng.gauss(0.0, 0.3)  # frailty: real, and invisible to any model
         )
         self.base = BASE_HAZARD[trial.phase] * config.hazard_scale
         self.engagement = min(1.0, max(0.2, rng.gauss(0.85, 0.12)))
@@ -354,7 +354,7 @@ class _Participant:
 
     def _happen(self, when: int, what: str, pending_contacts: list[int], econ) -> bool:
         """Apply one happening; True if it ended the participation (fatal AE)."""
-        rng, trial = self.rng, self.trial
+        rng, _trial = self.rng, self.trial
         if what == "AE":
             grade = _choice(rng, GRADE_WEIGHTS)
             serious = grade >= 3 and rng.random() < 0.5 + 0.15 * (grade - 3)

@@ -1,0 +1,63 @@
+"""Human-readable reasons for the features that drive a score."""
+
+from __future__ import annotations
+
+import math
+
+from models.features import ARM_CODE, FEATURE_NAMES, PHASE_CODE
+
+_ARM = {v: k.lower() for k, v in ARM_CODE.items()}
+_PHASE = {v: k for k, v in PHASE_CODE.items()}
+
+
+def _n(value: float) -> int:
+    return round(value)
+
+
+PHRASES = {
+    "days_enrolled": lambda v: f"{_n(v)} days since enrolment",
+    "trial_progress": lambda v: f"{v:.0%} of scheduled visits resolved",
+    "visit_compliance": lambda v: f"attended {v:.0%} of the visits expected by now",
+    "missed_visits": lambda v: f"missed {_n(v)} visit(s) in total",
+    "consecutive_missed": lambda v: f"missed the last {_n(v)} visit(s) in a row",
+    "missed_last3": lambda v: f"missed {_n(v)} of the last 3 visits",
+    "days_since_last_visit": lambda v: f"{_n(v)} days since the last completed visit",
+    "mean_late_days": lambda v: f"arrives {v:.1f} days late on average",
+    "last_late_days": lambda v: f"last visit {v:.1f} days late",
+    "ae_count": lambda v: f"{_n(v)} adverse event(s) so far",
+    "ae_max_grade": lambda v: f"worst adverse event grade {_n(v)}",
+    "ae_grade_sum_30d": lambda v: f"adverse events totalling grade {_n(v)} in the last 30 days",
+    "serious_ae_30d": lambda v: (
+        "a serious adverse event in the last 30 days"
+        if v
+        else "no serious adverse event in the last 30 days"
+    ),
+    "days_since_last_ae": lambda v: f"last adverse event {_n(v)} days ago",
+    "epro_last": lambda v: f"latest ePRO score {v:.0f}/100",
+    "epro_change": lambda v: (
+        f"ePRO score {'fell' if v < 0 else 'rose'} {abs(v):.0f} points since the first"
+    ),
+    "epro_trend": lambda v: (
+        f"ePRO {'down' if v < 0 else 'up'} {abs(v):.0f} points vs recent answers"
+    ),
+    "days_since_last_epro": lambda v: f"no ePRO answer for {_n(v)} days",
+    "unreached_contacts": lambda v: f"{_n(v)} unreached contact attempt(s)",
+    "unreached_30d": lambda v: f"{_n(v)} unreached contact attempt(s) in 30 days",
+    "consecutive_unreached": lambda v: f"the last {_n(v)} contact attempt(s) went unanswered",
+    "age": lambda v: f"aged {_n(v)}",
+    "sex": lambda v: "sex recorded at enrolment",
+    "arm": lambda v: f"{_ARM.get(v, 'unknown')} arm",
+    "phase": lambda v: f"phase {_PHASE.get(v, '?')} trial",
+    "distance_km": lambda v: f"lives {v:.0f} km from the site",
+    "planned_visits": lambda v: f"{_n(v)} scheduled visits in the protocol",
+    "visit_interval_days": lambda v: f"a visit every {_n(v)} days",
+    "days_to_planned_end": lambda v: f"{_n(v)} days until the planned end",
+}
+assert set(PHRASES) == set(FEATURE_NAMES), "every feature needs a phrase"
+
+
+def reason_text(feature: str, value: float) -> str:
+    """``missed 2 of the last 3 visits``; for a missing value, says so."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"no data yet for {feature.replace('_', ' ')}"
+    return PHRASES[feature](value)
