@@ -6,6 +6,7 @@ count, same key), so a patient's events and state always live on one worker.
 
 from __future__ import annotations
 
+import faust
 from faust.serializers import codecs
 from models.state import PatientState, from_record, to_record
 
@@ -29,7 +30,10 @@ patient_to_state = app.Table(
     "patient_to_state",
     default=None,
     partitions=settings.partitions,
-    key_serializer="raw",
-    value_serializer="patient_state_object",
+    schema=faust.Schema(key_serializer="raw", value_serializer="patient_state_object"),
     help="Rolling PatientState per patient id",
 )
+# Faust derives a table's serializers from key_type/value_type (JSON by default);
+# ours are codecs, so set them before the store and changelog are first used.
+patient_to_state.key_serializer = "raw"
+patient_to_state.value_serializer = "patient_state_object"

@@ -48,11 +48,23 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(var)
 
 
-@pytest.fixture(scope="session")
-def quick_model_dir(tmp_path_factory: pytest.TempPathFactory):
-    """A quick-profile model trained once per test session (the demo's model)."""
-    from models.training import train
+_TRAINED: dict[str, object] = {}
 
-    out = tmp_path_factory.mktemp("artifacts")
-    train(profile="quick", horizon_days=60, out_dir=out)
-    return out
+
+def trained_model_path():
+    """The session's quick model (trained on first use)."""
+    if "path" not in _TRAINED:
+        import tempfile
+        from pathlib import Path
+
+        from models.training import train
+
+        out = Path(tempfile.mkdtemp(prefix="trialwatch-model-"))
+        _TRAINED["path"] = train(profile="quick", horizon_days=60, out_dir=out)
+    return _TRAINED["path"]
+
+
+@pytest.fixture(scope="session")
+def quick_model_dir():
+    """A quick-profile model trained once per test session (the demo's model)."""
+    return trained_model_path()
