@@ -407,7 +407,7 @@ class _Participant:
 
     def _rows(self, econ) -> list[tuple]:
         """Attach ground truth: hazard after each event, days left, value delivered after it."""
-        events = self.events
+        events = sorted(self.events, key=lambda row: row[0])  # emission order is not time order
         values = [0.0] * len(events)
         for j, (_when, event, _) in enumerate(events):
             if event["event_type"] == "VISIT_COMPLETED":

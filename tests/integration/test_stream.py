@@ -8,11 +8,10 @@ import subprocess
 from collections import Counter
 
 import pytest
-from models.alerts import AlertPolicy
-from models.scorer import Scorer
-from producers.simulator import PROFILES, simulate
 
+from models.scorer import Scorer
 from producers.backfill import backfill_events
+from producers.simulator import PROFILES, simulate
 from schemas import codec as avro
 from streams.settings import load as load_settings
 from tests.integration.worker import (

@@ -1,0 +1,119 @@
+"""The trained quick model against its oracle and baselines (loose bounds: the quick
+world is small; the issue note quotes the full profile)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from models.artifacts import resolve
+from models.exceptions import ArtifactError, ModelError
+from models.features import N_FEATURES, build_rows
+from models.scorer import Scorer
+from producers.simulator import SimulationConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def card(quick_model_dir):
+    return json.loads((resolve(quick_model_dir) / "model_card.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def scorer(quick_model_dir):
+    return Scorer.load(quick_model_dir)
+
+
+def test_model_reaches_most_of_the_oracle(card):
+    m = card["test_metrics"]
+    assert m["lightgbm"]["roc_auc"] >= 0.95 * m["oracle"]["roc_auc"]
+    assert m["lightgbm"]["pr_auc"] >= 0.85 * m["oracle"]["pr_auc"]
+
+
+def test_model_is_calibrated_and_beats_both_baselines(card):
+    m = card["test_metrics"]
+    assert 0.8 <= m["lightgbm"]["calibration_slope"] <= 1.2
+    assert m["lightgbm"]["pr_auc"] > m["logistic_regression"]["pr_auc"]
+    assert m["lightgbm"]["pr_auc"] > m["one_rule_days_since_last_visit"]["pr_auc"]
+
+
+def test_clv_is_calibrated_by_decile(card):
+    ratios = [row["ratio"] for row in card["clv_decile_calibration"]]
+    assert len(ratios) == 10
+    assert all(0.8 <= r <= 1.2 for r in ratios), ratios
+
+
+def test_tiers_increase_and_sit_near_their_break_even(card):
+    t = card["tiers"]["thresholds"]
+    assert 0 < t["MEDIUM"] < t["HIGH"] < t["CRITICAL"] < 1
+    for tier in ("MEDIUM", "HIGH"):
+        assert (
+            card["tiers"]["break_even"][tier] / 3 < t[tier] < 3 * card["tiers"]["break_even"][tier]
+        )
+    recall = {k: v["recall"] for k, v in card["tiers"]["at_test"].items()}
+    assert recall["MEDIUM"] >= recall["HIGH"] >= recall["CRITICAL"] > 0
+
+
+def test_artifact_is_plain_text_and_json_never_pickle(quick_model_dir):
+    version = resolve(quick_model_dir)
+    for path in version.iterdir():
+        head = path.read_bytes()[:2]
+        assert head != b"\x80\x04" and head[:1] != b"\x80", f"{path.name} looks like a pickle"
+    assert (version / "model.txt").read_text().startswith("tree")
+    for plot in ("shap_summary.png", "reliability.png", "pr_curve.png"):
+        assert (version / plot).stat().st_size > 1000
+
+
+def test_scorer_refuses_incomplete_or_mismatched_artifacts(quick_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(resolve(quick_model_dir), broken)
+    (broken / "features.json").write_text(json.dumps(["something", "else"]))
+    with pytest.raises(ArtifactError, match="other features"):
+        Scorer.load(broken)
+    (broken / "retention.txt").unlink()
+    with pytest.raises(ArtifactError, match="missing retention.txt"):
+        Scorer.load(broken)
+    with pytest.raises(ArtifactError):
+        Scorer.load(tmp_path / "nothing-here")
+
+
+def _rows_and_states():
+    from models.state import apply
+
+    events = simulate(SimulationConfig(seed=21, n_participants=60, n_trials=3)).events
+    rows = build_rows(events)
+    states, snapshot = {}, {}
+    for i, event in enumerate(events):
+        states[event["patient_id"]], _ = apply(states.get(event["patient_id"]), event)
+        snapshot[i] = states[event["patient_id"]]
+    return rows, [snapshot[int(i)] for i in rows.event_index]
+
+
+def test_batch_and_single_row_scores_are_identical(scorer):
+    rows, states = _rows_and_states()
+    batch = scorer.score_many(rows.X[:200], states[:200], rows.event_time[:200].tolist())
+    for i in range(0, 200, 17):
+        single = scorer.score_one(rows.X[i], states[i], int(rows.event_time[i]))
+        assert single == batch[i]
+    s = batch[0]
+    assert 0 <= s.probability <= 1 and s.clv >= 0 and s.value_at_risk >= 0
+    assert list(s.retention) == sorted(s.retention, reverse=True)
+
+
+def test_explanations_are_exact_treeshap(scorer):
+    rows, _ = _rows_and_states()
+    x = rows.X[50]
+    reasons = scorer.explain(x, k=3)
+    assert len(reasons) == 3 and all(r["text"] for r in reasons)
+    contrib = scorer.churn.predict(x.reshape(1, -1), pred_contrib=True)[0]
+    raw = scorer.churn.predict(x.reshape(1, -1), raw_score=True)[0]
+    assert contrib.sum() == pytest.approx(raw, abs=1e-9)  # SHAP values + bias = log-odds
+    top = max(range(N_FEATURES), key=lambda i: contrib[i])
+    assert reasons[0]["contribution"] == pytest.approx(contrib[top])
+
+
+def test_rows_of_the_wrong_shape_are_refused(scorer):
+    with pytest.raises(ModelError):
+        scorer.probabilities(np.zeros((1, N_FEATURES - 1)))
