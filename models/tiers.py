@@ -27,7 +27,8 @@ from models.economics import REPLACEMENT_COST_USD
 ACTIONS = {
     "LOW": "no action: routine follow-up",
     "MEDIUM": "coordinator phone call before the next visit",
-    "HIGH": "retention visit or call within 48 hours; offer travel support and schedule flexibility",
+    "HIGH": "retention visit or call within 48 hours; offer travel support and "
+    "schedule flexibility",
     "CRITICAL": "escalate today: PI/coordinator contact, home visit or remote visit option, "
     "retention specialist",
 }

@@ -339,7 +339,8 @@ def markdown(r: dict) -> str:
         "",
         f"d/b = {r['ratio_d_over_b']:.2f}, d/a = {r['ratio_d_over_a']:.2f}",
         "",
-        "| input rate | produce -> score p50 / p95 / p99 ms | produce -> alert p50 / p95 / p99 ms |",
+        "| input rate | produce -> score p50 / p95 / p99 ms "
+        "| produce -> alert p50 / p95 / p99 ms |",
         "|---|---|---|",
     ]
     for lat in r["latency"]:

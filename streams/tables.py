@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import faust
 from faust.serializers import codecs
-from models.state import PatientState, from_record, to_record
 
+from models.state import PatientState, from_record, to_record
 from schemas import codec as avro
 from streams.app import app, settings
 

@@ -73,7 +73,7 @@ def test_scorer_refuses_incomplete_or_mismatched_artifacts(quick_model_dir, tmp_
     with pytest.raises(ArtifactError, match="other features"):
         Scorer.load(broken)
     (broken / "retention.txt").unlink()
-    with pytest.raises(ArtifactError, match="missing retention.txt"):
+    with pytest.raises(ArtifactError, match=r"missing retention\.txt"):
         Scorer.load(broken)
     with pytest.raises(ArtifactError):
         Scorer.load(tmp_path / "nothing-here")
