@@ -21,7 +21,7 @@ ALERT_NAMESPACE = uuid.UUID("6f1c1d0e-7a51-4f59-9a63-2b1f6a0c9e11")
 
 @dataclass(frozen=True)
 class AlertPolicy:
-    cooldown_days: float = 14.0
+    cooldown_days: float = 30.0
     min_tier: str = "HIGH"
 
 
