@@ -3,6 +3,13 @@
 apply the event to the state -> features at the event's time -> score ->
 alert decision (event-time cooldown) -> reasons for alerts only. Because this
 one function produces every score, stream and backfill scores are identical.
+
+A re-delivered copy of a patient's LATEST applied event is a duplicate, but
+its outputs are rebuilt (``StepResult.replayed``): after a crash the state's
+changelog may be durable while that event's score or alert never left the
+producer, and the state alone can still reproduce them exactly (it has not
+moved since). Re-sending is idempotent downstream: scores are keyed by
+event_id, alert ids are deterministic and claimed in Redis.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from typing import Any
 
 from models.alerts import AlertPolicy, alert_id, decide
 from models.features import features
-from models.state import TERMINAL, Outcome, PatientState, apply, with_alert
+from models.state import TERMINAL, Outcome, PatientState, apply, event_hash, with_alert
 
 DEFAULT_POLICY = AlertPolicy()
 
@@ -23,27 +30,52 @@ class StepResult:
     outcome: Outcome
     score: dict | None = None
     alert: dict | None = None
+    replayed: bool = False  # a duplicate whose outputs were rebuilt for re-sending
 
 
 def step(
     state: PatientState | None, event: dict, scorer: Any, policy: AlertPolicy = DEFAULT_POLICY
 ) -> StepResult:
     new_state, outcome = apply(state, event)
-    if outcome is not Outcome.APPLIED or event["event_type"] in TERMINAL:
+    if event["event_type"] in TERMINAL:
+        return StepResult(new_state, outcome)
+    if outcome is Outcome.DUPLICATE:
+        if new_state.last_event_hash == event_hash(event["event_id"]) and not new_state.ended:
+            return _rebuild(new_state, event, scorer)
+        return StepResult(new_state, outcome)
+    if outcome is not Outcome.APPLIED:
         return StepResult(new_state, outcome)
     at = event["event_time"]
     x = features(new_state, at)
     s = scorer.score_one(x, new_state, at)
-    ids = {
-        "patient_id": new_state.patient_id,
-        "trial_id": new_state.trial_id,
-        "site_id": new_state.site_id,
+    score = _score_record(new_state, event, s, scorer)
+    decision = decide(new_state, s.tier, at, policy)
+    if decision is None:
+        return StepResult(new_state, outcome, score)
+    alert = _alert_record(score, s.tier, decision.previous_tier, x, scorer)
+    return StepResult(with_alert(new_state, s.tier, at, event["event_id"]), outcome, score, alert)
+
+
+def _rebuild(state: PatientState, event: dict, scorer: Any) -> StepResult:
+    """The outputs the latest event produced, from the state it left behind."""
+    at = event["event_time"]
+    x = features(state, at)
+    s = scorer.score_one(x, state, at)
+    score = _score_record(state, event, s, scorer)
+    alert = None
+    if state.last_alert_event_hash == event_hash(event["event_id"]):
+        alert = _alert_record(score, state.last_alert_tier, state.previous_alert_tier, x, scorer)
+    return StepResult(state, Outcome.DUPLICATE, score, alert, replayed=True)
+
+
+def _score_record(state: PatientState, event: dict, s: Any, scorer: Any) -> dict:
+    return {
+        "patient_id": state.patient_id,
+        "trial_id": state.trial_id,
+        "site_id": state.site_id,
         "event_id": event["event_id"],
         "event_type": event["event_type"],
-        "event_time": at,
-    }
-    score = {
-        **ids,
+        "event_time": event["event_time"],
         "probability": s.probability,
         "horizon_days": s.horizon_days,
         "tier": s.tier,
@@ -53,20 +85,22 @@ def step(
         "value_at_risk": s.value_at_risk,
         "model_version": scorer.version,
     }
-    decision = decide(new_state, s.tier, at, policy)
-    if decision is None:
-        return StepResult(new_state, outcome, score)
-    alert = {
-        "alert_id": alert_id(event["event_id"], s.tier),
-        **ids,
-        "tier": s.tier,
-        "previous_tier": decision.previous_tier,
-        "probability": s.probability,
-        "horizon_days": s.horizon_days,
-        "clv": s.clv,
-        "value_at_risk": s.value_at_risk,
-        "recommended_action": scorer.recommended_action(s.tier),
+
+
+def _alert_record(score: dict, tier: str, previous: str | None, x, scorer: Any) -> dict:
+    return {
+        "alert_id": alert_id(score["event_id"], tier),
+        **{k: score[k] for k in ID_FIELDS},
+        "tier": tier,
+        "previous_tier": previous,
+        "probability": score["probability"],
+        "horizon_days": score["horizon_days"],
+        "clv": score["clv"],
+        "value_at_risk": score["value_at_risk"],
+        "recommended_action": scorer.recommended_action(tier),
         "reasons": scorer.explain(x, k=3),
         "model_version": scorer.version,
     }
-    return StepResult(with_alert(new_state, s.tier, at), outcome, score, alert)
+
+
+ID_FIELDS = ("patient_id", "trial_id", "site_id", "event_id", "event_type", "event_time")

@@ -97,6 +97,10 @@ class PatientState:
     ended_at: int | None = None
     last_alert_tier: str | None = None
     last_alert_at: int | None = None
+    # What re-emitting the latest event's outputs needs (see models.pipeline.step)
+    last_event_hash: int | None = None
+    last_alert_event_hash: int | None = None
+    previous_alert_tier: str | None = None
 
 
 def event_hash(event_id: str) -> int:
@@ -140,6 +144,7 @@ def _enroll(event: dict) -> PatientState:
         enrolled_at=t,
         last_event_time=t,
         seen=((t, event_hash(event["event_id"])),),
+        last_event_hash=event_hash(event["event_id"]),
     )
 
 
@@ -170,6 +175,7 @@ def apply(state: PatientState | None, event: dict) -> tuple[PatientState, Outcom
         "seen": seen,
         "last_event_time": max(state.last_event_time, t),
         "n_applied": state.n_applied + 1,
+        "last_event_hash": h,
     }
     return replace(state, **base, **_changes(state, event, kind, t)), Outcome.APPLIED
 
@@ -218,8 +224,14 @@ def _changes(s: PatientState, event: dict, kind: str, t: int) -> dict:
     return {"ended": True, "end_type": kind, "ended_at": t}
 
 
-def with_alert(state: PatientState, tier: str, at: int) -> PatientState:
-    return replace(state, last_alert_tier=tier, last_alert_at=at)
+def with_alert(state: PatientState, tier: str, at: int, event_id: str = "") -> PatientState:
+    return replace(
+        state,
+        last_alert_tier=tier,
+        last_alert_at=at,
+        last_alert_event_hash=event_hash(event_id) if event_id else None,
+        previous_alert_tier=state.last_alert_tier,
+    )
 
 
 # ----------------------------------------------------------- serialization

@@ -36,12 +36,8 @@ source_topic = app.topic(
     partitions=PARTITIONS,
 )
 key_to_last = app.Table(
-    "key_to_last",
-    default=None,
-    partitions=PARTITIONS,
-    schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+    "key_to_last", default=None, partitions=PARTITIONS, key_type=bytes, value_type=bytes
 )
-key_to_last.key_serializer = key_to_last.value_serializer = "raw"
 progress = {"count": 0, "first": None, "last": None}
 
 

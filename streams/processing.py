@@ -3,7 +3,8 @@
 decode -> dedup + state update + score + alert decision (``models.pipeline.step``,
 the same function the offline backfill calls) -> outputs -> state write.
 
-Order matters for at-least-once with idempotent effects:
+Order matters for at-least-once with idempotent effects (see also
+``models.pipeline``: a re-delivered latest event re-sends its outputs):
 1. outputs are sent BEFORE the new state is written to the table, so a crash in
    between re-processes the event on re-delivery (the state has not seen it)
    and re-sends the same outputs (scores are keyed by event_id; alert ids are
@@ -23,9 +24,8 @@ from typing import Any
 from models.exceptions import ModelError, NotEnrolledError
 from models.pipeline import step
 from models.state import Outcome, PatientState
-from schemas.exceptions import DecodeError
-
 from schemas import codec as avro
+from schemas.exceptions import DecodeError
 from streams import metrics
 from streams.cache import RiskCache
 
@@ -84,6 +84,10 @@ class EventProcessor:
             return await self._dead_letter(key, value, "internal_error", type(exc).__name__, origin)
 
         if result.outcome is Outcome.DUPLICATE:
+            if result.replayed:  # the latest event again: its outputs may have been lost
+                await self.out.send_score(patient_key, result.score)
+                if result.alert is not None:
+                    await self._emit_alert(patient_key, result.alert)
             return "duplicate"
         if result.score is not None:
             await self.out.send_score(patient_key, result.score)

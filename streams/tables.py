@@ -6,7 +6,6 @@ count, same key), so a patient's events and state always live on one worker.
 
 from __future__ import annotations
 
-import faust
 from faust.serializers import codecs
 
 from models.state import PatientState, from_record, to_record
@@ -26,14 +25,24 @@ class PatientStateCodec(codecs.Codec):
 
 codecs.register("patient_state_object", PatientStateCodec())
 
+
+class PatientStateValue:
+    """Tells Faust the table's value codec: it derives a table's serializers (also
+    for changelog recovery) from ``value_type._options.serializer``."""
+
+    class _options:
+        serializer = "patient_state_object"
+
+    @classmethod
+    def from_data(cls, data: PatientState, preferred_type: object = None) -> PatientState:
+        return data
+
+
 patient_to_state = app.Table(
     "patient_to_state",
     default=None,
     partitions=settings.partitions,
-    schema=faust.Schema(key_serializer="raw", value_serializer="patient_state_object"),
+    key_type=bytes,
+    value_type=PatientStateValue,
     help="Rolling PatientState per patient id",
 )
-# Faust derives a table's serializers from key_type/value_type (JSON by default);
-# ours are codecs, so set them before the store and changelog are first used.
-patient_to_state.key_serializer = "raw"
-patient_to_state.value_serializer = "patient_state_object"
