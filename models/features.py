@@ -96,7 +96,7 @@ def feature_list(s: PatientState, at: int) -> list[float]:
         float(consecutive),
         float(sum(1 for _n, _t, attended, _l in last3 if not attended)),
         (at - last_completed) / day,
-        s.late_days_sum / s.completed_visits if s.completed_visits else NAN,
+        s.late_ms_sum / day / s.completed_visits if s.completed_visits else NAN,
         attended_late[-1] if attended_late else NAN,
         float(s.ae_count),
         float(s.ae_max_grade),

@@ -19,7 +19,7 @@ from typing import Any
 
 from models.alerts import AlertPolicy, alert_id, decide
 from models.features import features
-from models.state import TERMINAL, Outcome, PatientState, apply, event_hash, with_alert
+from models.state import TERMINAL, Outcome, PatientState, apply, latest_key, with_alert
 
 DEFAULT_POLICY = AlertPolicy()
 
@@ -40,7 +40,7 @@ def step(
     if event["event_type"] in TERMINAL:
         return StepResult(new_state, outcome)
     if outcome is Outcome.DUPLICATE:
-        if new_state.last_event_hash == event_hash(event["event_id"]) and not new_state.ended:
+        if new_state.last_event_hash == latest_key(event) and not new_state.ended:
             return _rebuild(new_state, event, scorer)
         return StepResult(new_state, outcome)
     if outcome is not Outcome.APPLIED:
@@ -53,7 +53,7 @@ def step(
     if decision is None:
         return StepResult(new_state, outcome, score)
     alert = _alert_record(score, s.tier, decision.previous_tier, x, scorer)
-    return StepResult(with_alert(new_state, s.tier, at, event["event_id"]), outcome, score, alert)
+    return StepResult(with_alert(new_state, s.tier, at, latest_key(event)), outcome, score, alert)
 
 
 def _rebuild(state: PatientState, event: dict, scorer: Any) -> StepResult:
@@ -63,7 +63,7 @@ def _rebuild(state: PatientState, event: dict, scorer: Any) -> StepResult:
     s = scorer.score_one(x, state, at)
     score = _score_record(state, event, s, scorer)
     alert = None
-    if state.last_alert_event_hash == event_hash(event["event_id"]):
+    if state.last_alert_event_hash == latest_key(event):
         alert = _alert_record(score, state.last_alert_tier, state.previous_alert_tier, x, scorer)
     return StepResult(state, Outcome.DUPLICATE, score, alert, replayed=True)
 

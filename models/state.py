@@ -79,7 +79,7 @@ class PatientState:
     completed_visits: int = 0
     missed_visits: int = 0
     resolved_visits: int = 0
-    late_days_sum: float = 0.0
+    late_ms_sum: int = 0  # integer, so the sum does not depend on arrival order
     ae_count: int = 0
     ae_max_grade: int = 0
     epro_count: int = 0
@@ -106,6 +106,12 @@ class PatientState:
 def event_hash(event_id: str) -> int:
     """Stable 63-bit hash of an event id (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def latest_key(event: dict) -> int:
+    """Identity of an event for re-emitting its outputs: id, type and time must all
+    match, so a corrupted copy that reuses an id never re-emits a different score."""
+    return event_hash(f"{event['event_id']}|{event['event_type']}|{event['event_time']}")
 
 
 def _ring(items: tuple, item: tuple, size: int, key=lambda r: r[0]) -> tuple:
@@ -144,7 +150,7 @@ def _enroll(event: dict) -> PatientState:
         enrolled_at=t,
         last_event_time=t,
         seen=((t, event_hash(event["event_id"])),),
-        last_event_hash=event_hash(event["event_id"]),
+        last_event_hash=latest_key(event),
     )
 
 
@@ -175,7 +181,7 @@ def apply(state: PatientState | None, event: dict) -> tuple[PatientState, Outcom
         "seen": seen,
         "last_event_time": max(state.last_event_time, t),
         "n_applied": state.n_applied + 1,
-        "last_event_hash": h,
+        "last_event_hash": latest_key(event),
     }
     return replace(state, **base, **_changes(state, event, kind, t)), Outcome.APPLIED
 
@@ -185,13 +191,14 @@ def _changes(s: PatientState, event: dict, kind: str, t: int) -> dict:
         number = int(_number(event, "visit_number"))
         scheduled = int(_number(event, "scheduled_time"))
         attended = kind == "VISIT_COMPLETED"
-        late = max((t - scheduled) / MS_PER_DAY, 0.0) if attended else 0.0
+        late_ms = max(t - scheduled, 0) if attended else 0
+        late = late_ms / MS_PER_DAY
         return {
             "visits": _ring(s.visits, (number, t, int(attended), late), VISIT_RING),
             "completed_visits": s.completed_visits + attended,
             "missed_visits": s.missed_visits + (not attended),
             "resolved_visits": max(s.resolved_visits, number),
-            "late_days_sum": s.late_days_sum + late,
+            "late_ms_sum": s.late_ms_sum + late_ms,
         }
     if kind == "ADVERSE_EVENT":
         grade = int(_number(event, "ae_grade"))
@@ -224,12 +231,13 @@ def _changes(s: PatientState, event: dict, kind: str, t: int) -> dict:
     return {"ended": True, "end_type": kind, "ended_at": t}
 
 
-def with_alert(state: PatientState, tier: str, at: int, event_id: str = "") -> PatientState:
+def with_alert(state: PatientState, tier: str, at: int, key: int | None = None) -> PatientState:
+    """The state after raising an alert; ``key`` is ``latest_key`` of the triggering event."""
     return replace(
         state,
         last_alert_tier=tier,
         last_alert_at=at,
-        last_alert_event_hash=event_hash(event_id) if event_id else None,
+        last_alert_event_hash=key,
         previous_alert_tier=state.last_alert_tier,
     )
 

@@ -58,12 +58,22 @@ def _time(event: dict, field: str) -> None:
         raise ContractViolation(field, f"absurd time {value} (outside 2000-2100)")
 
 
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = {"reason": 1_000, "source_system": 64}
+
+
 def validate_event(event: dict) -> dict:
     """Return ``event`` unchanged if it honours the contract, else raise ContractViolation."""
     for field in _IDS:
         value = event.get(field)
         if not isinstance(value, str) or not value:
             raise ContractViolation(field, "must be a non-empty string")
+        if len(value) > MAX_ID_LENGTH:
+            raise ContractViolation(field, f"longer than {MAX_ID_LENGTH} characters")
+    for field, limit in MAX_TEXT_LENGTH.items():
+        text = event.get(field)
+        if text is not None and len(text) > limit:
+            raise ContractViolation(field, f"oversized: {len(text)} characters > {limit}")
     kind = event.get("event_type")
     if kind not in EVENT_TYPES:
         raise ContractViolation("event_type", f"unknown event type {kind!r}")

@@ -23,7 +23,7 @@ from streams.processing import EventProcessor, Outputs
 @dataclass
 class Expected:
     outcomes: Counter = field(default_factory=Counter)
-    scores: dict[str, dict] = field(default_factory=dict)  # event_id -> score
+    scores: dict[tuple[str, str], dict] = field(default_factory=dict)  # (patient, event) ->
     alerts: dict[str, dict] = field(default_factory=dict)  # alert_id -> alert
     states: dict[bytes, PatientState] = field(default_factory=dict)
     dead: list[tuple[bytes, str]] = field(default_factory=list)  # (value, reason)
@@ -39,7 +39,7 @@ async def _drive(messages, model_dir, redis_url, cooldown_days) -> Expected:
     out = Expected()
 
     async def send_score(key, score):
-        out.scores[score["event_id"]] = score
+        out.scores[score["patient_id"], score["event_id"]] = score
 
     async def send_alert(key, alert):
         out.alerts[alert["alert_id"]] = alert

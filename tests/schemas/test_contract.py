@@ -53,3 +53,11 @@ def test_normalize_fills_optional_fields_and_rejects_unknown_ones():
     assert info.value.field == "favourite_colour"
     with pytest.raises(ContractViolation):
         normalize_event(["not", "an", "object"])
+
+
+def test_oversized_fields_are_refused():
+    for field, size in (("reason", 1_001), ("patient_id", 129), ("source_system", 65)):
+        event = event_factory("WITHDRAWN", **{field: "x" * size})
+        with pytest.raises(ContractViolation) as info:
+            validate_event(event)
+        assert info.value.field == field
