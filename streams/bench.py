@@ -286,6 +286,15 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     with console.status(f"simulating {patients:,} patients, keeping {events:,} events..."):
         input_events = bench_events(events, patients)
     topic = bench_settings.visit_events_topic
+    if not (s.model_dir / "LATEST").exists():
+        from streams.commands import train_model
+
+        train_model("quick", 60, s.model_dir)
+    from streams.microbench import micro_markdown, run_micro
+
+    with console.status("component benchmarks (codec, simulator, scorer, publish)..."):
+        micro = await run_micro(s, s.model_dir, input_events)
+    print(micro_markdown(micro) + "\n", flush=True)
     with console.status(f"producing {events:,} events to {topic}..."):
         await produce(s.kafka_bootstrap_servers, topic, input_events)
 
@@ -313,6 +322,7 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
         "ratio_d_over_b": round(med["d"] / med["b"], 3),
         "ratio_d_over_a": round(med["d"] / med["a"], 3),
         "latency": latency,
+        "components": micro,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "stream.json").write_text(json.dumps(result, indent=2))
