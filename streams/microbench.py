@@ -128,8 +128,12 @@ async def publish_bench(settings, events: list[dict]) -> dict:
     from streams.settings import aiokafka_kwargs
 
     prefix = f"bench-pub-{uuid.uuid4().hex[:6]}."
-    s = settings_module.load({"TRIALWATCH_TOPIC_PREFIX": prefix,
-                              "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers})  # fmt: skip
+    s = settings_module.load(
+        {
+            "TRIALWATCH_TOPIC_PREFIX": prefix,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        }
+    )
     await ensure_topics(s)
     records = [(i, e, None) for i, e in enumerate(events[:200_000])]
     report = await publish(records, s.visit_events_topic, aiokafka_kwargs(s))
