@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 from models.exceptions import InvalidEventError, NotEnrolledError
+from schemas.contract import EVENT_TYPES
 
 MS_PER_DAY = 86_400_000
 SEEN_RING = 32
@@ -39,18 +40,7 @@ EPRO_RING = 6
 CONTACT_RING = 8
 DEFAULT_WINDOW_DAYS = 3
 TERMINAL = frozenset({"WITHDRAWN", "COMPLETED"})
-KNOWN = frozenset(
-    {
-        "ENROLLED",
-        "VISIT_COMPLETED",
-        "VISIT_MISSED",
-        "ADVERSE_EVENT",
-        "EPRO_SUBMITTED",
-        "CONTACT_ATTEMPT",
-        "WITHDRAWN",
-        "COMPLETED",
-    }
-)
+KNOWN = EVENT_TYPES  # the wire contract's event types
 
 
 class Outcome(Enum):
