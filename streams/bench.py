@@ -37,10 +37,11 @@ RESULTS = Path("bench-results")
 
 
 def bench_events(n_events: int, n_patients: int) -> list[dict]:
-    """The first ``n_events`` events (event-time order) of a world of ``n_patients``."""
+    """The first ``n_events`` events (event-time order) of a world of ``n_patients``,
+    all enrolled within 30 days so that every patient appears in the input."""
     from producers.simulator import PROFILES, simulate
 
-    config = replace(PROFILES["full"], n_participants=n_patients, seed=7)
+    config = replace(PROFILES["full"], n_participants=n_patients, enrollment_days=30, seed=7)
     events = simulate(config).events
     if len(events) < n_events:
         raise SystemExit(f"world too small: {len(events)} events < {n_events}")
@@ -314,7 +315,7 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
             latency.append(await latency_run(s, env_base, rate, seconds, input_events, workdir))
     result = {
         "events": events,
-        "patients": patients,
+        "patients": len({e["patient_id"] for e in input_events}),
         "partitions": 8,
         "repeats": repeats,
         "events_per_s": {k: round(v) for k, v in med.items()},
