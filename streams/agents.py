@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 
 from models.alerts import AlertPolicy
-
 from streams import runtime
 from streams.app import app
 from streams.processing import EventProcessor, Outputs
@@ -44,6 +43,7 @@ def build_processor() -> EventProcessor:
         send_dead_letter=_send_dead_letter,
         get_state=patient_to_state.get,
         set_state=_set_state,
+        alert_published=runtime.ledger().contains,
     )
     policy = AlertPolicy(cooldown_days=runtime.settings.alert_cooldown_days)
     return EventProcessor(runtime.model.get(), runtime.cache(), outputs, policy)
@@ -52,10 +52,13 @@ def build_processor() -> EventProcessor:
 @app.agent(visit_events_topic)
 async def score_visit_events(stream):
     processor = build_processor()
-    async for event in stream.events():
-        message = event.message
-        origin = f"{message.topic}[{message.partition}]@{message.offset}"
-        await processor.process(event.key, event.value, origin)
+    try:
+        async for event in stream.events():
+            message = event.message
+            origin = f"{message.topic}[{message.partition}]@{message.offset}"
+            await processor.process(event.key, event.value, origin)
+    finally:
+        await runtime.ledger().close()
 
 
 @app.task

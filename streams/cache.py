@@ -7,10 +7,11 @@ reconnects by itself. Writes of the latest score are buffered and flushed in
 one pipeline per interval, so the per-event path never waits on Redis.
 
 Alert emission uses a two-step claim so a crash cannot both lose and duplicate:
-``SET alert:<id> pending NX`` before sending, ``SET alert:<id> sent`` after the
-broker acknowledged it. A re-delivered event whose alert is ``pending`` (the
-worker died between claim and acknowledgement) is sent again; one whose alert is
-``sent`` is not.
+``SET alert:<id> pending:<wall ms> NX`` before sending, ``SET alert:<id> sent``
+after the broker acknowledged it. A re-delivered event whose alert is ``sent`` is
+not sent again; one whose alert is ``pending`` (the worker died between claim
+and mark) is sent again unless the alert topic already holds it
+(``streams.ledger``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -45,6 +47,23 @@ class _Bounded(OrderedDict):
         self.move_to_end(key)
         while len(self) > self.max_keys:
             self.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Claim:
+    send: bool
+    pending_since_ms: int | None = None
+
+
+def _claim_from(value: bytes | None) -> Claim:
+    """Read a stored claim: ``sent`` or ``pending:<wall ms>`` (a bare ``pending``,
+    written by older workers, has no time: the whole topic must be checked)."""
+    if value == b"sent":
+        return Claim(send=False)
+    if value is None:  # expired between SET NX and GET: treat as a fresh claim
+        return Claim(send=True)
+    _, _, since = value.partition(b":")
+    return Claim(send=True, pending_since_ms=int(since) if since.isdigit() else 0)
 
 
 class RiskCache:
@@ -106,24 +125,31 @@ class RiskCache:
     def _alert_key(self, alert_id: str) -> str:
         return f"{self.prefix}:alert:{alert_id}"
 
-    async def claim_alert(self, alert_id: str) -> bool:
-        """True if this worker should send the alert (never sent, or a crashed claim)."""
+    async def claim_alert(self, alert_id: str, now_ms: int | None = None) -> Claim:
+        """Whether this worker should send the alert.
+
+        ``Claim(send=False)``: already sent. ``Claim(send=True)``: never claimed,
+        claimed now. ``Claim(send=True, pending_since_ms=t)``: an earlier claimant
+        (a crashed worker) claimed it at wall time ``t`` but never confirmed; the
+        alert may or may not be on the topic (see ``streams.ledger``).
+        """
         local = self._fallback_alerts.get(alert_id)
         if local == "sent":
-            return False
+            return Claim(send=False)
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         if self._available():
             key = self._alert_key(alert_id)
             try:
-                if await self._client.set(key, "pending", nx=True, ex=self.alert_ttl_s):
+                if await self._client.set(key, f"pending:{now_ms}", nx=True, ex=self.alert_ttl_s):
                     self._ok()
-                    return True
+                    return Claim(send=True)
                 state = await self._client.get(key)
                 self._ok()
-                return state != b"sent"
+                return _claim_from(state)
             except (RedisError, OSError) as exc:
                 self._failed(exc)
         metrics.REDIS_FALLBACK.inc()
-        return local != "sent"
+        return Claim(send=True)
 
     async def mark_alert_sent(self, alert_id: str) -> None:
         self._fallback_alerts.put(alert_id, "sent")

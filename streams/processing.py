@@ -9,7 +9,9 @@ Order matters for at-least-once with idempotent effects (see also
    between re-processes the event on re-delivery (the state has not seen it)
    and re-sends the same outputs (scores are keyed by event_id; alert ids are
    deterministic and claimed in Redis), rather than skipping it as a duplicate;
-2. an alert is awaited until the broker acknowledged it, then marked sent.
+2. an alert is claimed in Redis, awaited until the broker acknowledged it, then
+   marked sent; a claim left pending by a crash is re-sent only if the alert
+   topic does not hold it yet (``streams.ledger``).
 Bad input never raises out of here: it goes to the DLQ with its bytes and reason.
 """
 
@@ -34,6 +36,10 @@ log = logging.getLogger(__name__)
 SendFn = Callable[[bytes, Any], Awaitable[Any]]
 
 
+async def _never_published(alert_id: str, since_ms: int) -> bool:
+    return False
+
+
 @dataclass
 class Outputs:
     """Where results go; the agent binds these to Faust topics and the table."""
@@ -43,6 +49,8 @@ class Outputs:
     send_dead_letter: Callable[[bytes | None, bytes, dict[str, str]], Awaitable[Any]]
     get_state: Callable[[bytes], PatientState | None]
     set_state: Callable[[bytes, PatientState], None]
+    # (alert_id, claimed at wall ms) -> is it already on the alert topic?
+    alert_published: Callable[[str, int], Awaitable[bool]] = _never_published
 
 
 class EventProcessor:
@@ -87,21 +95,30 @@ class EventProcessor:
             if result.replayed:  # the latest event again: its outputs may have been lost
                 await self.out.send_score(patient_key, result.score)
                 if result.alert is not None:
-                    await self._emit_alert(patient_key, result.alert)
+                    await self.emit_alert(patient_key, result.alert)
             return "duplicate"
         if result.score is not None:
             await self.out.send_score(patient_key, result.score)
             self.cache.put_score(result.score)
         if result.alert is not None:
-            await self._emit_alert(patient_key, result.alert)
+            await self.emit_alert(patient_key, result.alert)
         self.out.set_state(patient_key, result.state)
         if result.outcome is Outcome.AFTER_END:
             return "after_end"
         return "scored" if result.score is not None else "ended"
 
-    async def _emit_alert(self, patient_key: bytes, alert: dict) -> None:
+    async def emit_alert(self, patient_key: bytes, alert: dict) -> None:
         alert_id = alert["alert_id"]
-        if not await self.cache.claim_alert(alert_id):
+        claim = await self.cache.claim_alert(alert_id)
+        if not claim.send:
+            metrics.ALERTS_SUPPRESSED.inc()
+            return
+        if claim.pending_since_ms is not None and await self.out.alert_published(
+            alert_id, claim.pending_since_ms
+        ):
+            # A crashed worker sent it but died before marking it sent.
+            log.info("alert %s is already on the alert topic: not re-sent", alert_id)
+            await self.cache.mark_alert_sent(alert_id)
             metrics.ALERTS_SUPPRESSED.inc()
             return
         await self.out.send_alert(patient_key, alert)

@@ -7,7 +7,9 @@ from functools import cache as _once
 from streams import metrics
 from streams.app import settings
 from streams.cache import RiskCache
+from streams.ledger import AlertLedger
 from streams.model import ModelHolder
+from streams.settings import aiokafka_kwargs
 
 model = ModelHolder(settings.model_dir)
 
@@ -21,6 +23,11 @@ def cache() -> RiskCache:
         alert_ttl_s=settings.dedup_ttl_s,
         tls_cafile=settings.redis_tls_cafile,
     )
+
+
+@_once
+def ledger() -> AlertLedger:
+    return AlertLedger(settings.risk_alerts_topic, aiokafka_kwargs(settings))
 
 
 def update_lag_metrics(app) -> None:

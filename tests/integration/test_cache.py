@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from streams import metrics
-from streams.cache import RiskCache
+from streams.cache import Claim, RiskCache
 from tests.kafka_util import free_port
 
 
@@ -22,13 +22,15 @@ async def test_alert_claims_are_idempotent_across_cache_instances(redis_url):
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     first, second = RiskCache(redis_url, prefix=prefix), RiskCache(redis_url, prefix=prefix)
     try:
-        assert await first.claim_alert("a1") is True
-        # A claim that was never marked sent (the claimant crashed) may be retried...
-        assert await second.claim_alert("a1") is True
+        assert await first.claim_alert("a1", now_ms=1_000) == Claim(send=True)
+        # A claim never marked sent (the claimant crashed) may be retried, and
+        # says since when it was pending (where the ledger starts looking)...
+        retry = await second.claim_alert("a1", now_ms=9_000)
+        assert retry == Claim(send=True, pending_since_ms=1_000)
         await second.mark_alert_sent("a1")
         # ...but once sent, nobody sends it again, not even a fresh worker.
-        assert await first.claim_alert("a1") is False
-        assert await RiskCache(redis_url, prefix=prefix).claim_alert("a1") is False
+        assert await first.claim_alert("a1") == Claim(send=False)
+        assert await RiskCache(redis_url, prefix=prefix).claim_alert("a1") == Claim(send=False)
         assert not first.degraded
     finally:
         await first.close()
@@ -54,9 +56,9 @@ async def test_unreachable_redis_degrades_without_losing_anything():
     cache = RiskCache(f"redis://127.0.0.1:{free_port()}/0", prefix="down")
     assert await cache.ping() is False
     assert cache.degraded and "redis unreachable" in cache.degraded_reason
-    assert await cache.claim_alert("a1") is True
+    assert await cache.claim_alert("a1") == Claim(send=True)
     await cache.mark_alert_sent("a1")
-    assert await cache.claim_alert("a1") is False  # remembered in-process
+    assert await cache.claim_alert("a1") == Claim(send=False)  # remembered in-process
     cache.put_score(_score("p1", 0.4))
     assert await cache.flush() == 0  # kept for later, not dropped
     assert (await cache.latest_score("p1"))["probability"] == 0.4
