@@ -138,7 +138,6 @@ async def replay(self, path, rate, speed, start):
 
 async def replay_file(path: Path, *, rate=None, speed=None, start: int = 0):
     from producers.files import count_records, read_events
-
     from producers.publisher import Pacer
 
     total = max(count_records(path) - start, 0)
@@ -226,9 +225,21 @@ async def demo(self, duration, profile, speed):
     option("--patients", type=int, default=20_000),
     option("--repeats", type=int, default=3),
     option("--quick", is_flag=True, default=False, help="small run for a smoke check"),
+    option(
+        "--restore",
+        default="",
+        help="instead: state size, RSS and restore time for these patient counts, "
+        "e.g. 100000,1000000",
+    ),
 )
-async def bench(self, events, patients, repeats, quick):
+async def bench(self, events, patients, repeats, quick, restore):
     """Benchmarks: bare aiokafka, bare Faust, full pipeline; latency at fixed rates."""
+    if restore:
+        from streams.bench_restore import run_restore_bench
+
+        sizes = [int(n.replace("_", "")) for n in restore.split(",") if n.strip()]
+        await run_restore_bench(settings, sizes)
+        return
     from streams.bench import run_bench
 
     await run_bench(settings, events=events, patients=patients, repeats=repeats, quick=quick)

@@ -14,12 +14,12 @@ import math
 from typing import Any
 
 from faust import web
+
 from models.exceptions import ModelError
 from models.pipeline import step
 from models.state import PatientState
 from schemas.contract import normalize_event, validate_event
 from schemas.exceptions import TrialwatchError
-
 from streams import metrics, runtime
 from streams.agents import build_processor  # noqa: F401  (registers the agent first)
 from streams.app import app
@@ -35,6 +35,12 @@ async def broker_reachable(timeout_s: float = 2.0) -> tuple[bool, str]:
     except Exception as exc:  # any failure means "cannot reach the broker"
         return False, f"broker unreachable: {type(exc).__name__}"
     return True, "ok"
+
+
+def tables_recovered() -> bool:
+    """True once Faust has replayed the table changelogs (a readiness signal)."""
+    recovery = getattr(app.tables, "recovery", None)
+    return bool(recovery is not None and recovery.completed.is_set())
 
 
 @app.page("/health")
@@ -59,6 +65,7 @@ async def health(self: web.View, request: web.Request) -> web.Response:
         "broker": broker_detail,
         "redis": "ok" if redis_ok else "degraded",
         "model_version": scorer.version if scorer else None,
+        "tables_recovered": tables_recovered(),
         "outcomes": metrics.outcome_counts(),
         "progress": metrics.PROGRESS,
     }

@@ -1,0 +1,180 @@
+"""``trialwatch bench --restore N ...``: state size, worker memory, changelog restore time.
+
+For each N: write N realistic PatientState records (the final states of a
+simulated world, re-keyed to N distinct patients) straight into a fresh app's
+table changelog, partitioned as the worker would, then start a fresh worker
+with an empty data directory and time it from process start until Faust reports
+table recovery complete (``/health`` -> ``tables_recovered``). An empty
+changelog gives the fixed start-up cost to subtract. Worker RSS is read from
+/proc after recovery; the RocksDB directory size from disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from rich.progress import Progress
+
+from models.state import apply, to_record
+from schemas import codec as avro
+from streams import settings as settings_module
+from streams.admin import ensure_topics
+from streams.bench import RESULTS, _free_port, _get_json
+from streams.settings import Settings
+
+PARTITIONS = 8
+
+
+def template_records(n_patients: int = 2_000) -> list[dict]:
+    """Final per-patient states of a simulated world: realistic ring fill and sizes."""
+    from dataclasses import replace
+
+    from producers.simulator import PROFILES, simulate
+
+    world = simulate(replace(PROFILES["quick"], n_participants=n_patients, seed=11))
+    states = {}
+    for event in world.events:
+        states[event["patient_id"]] = apply(states.get(event["patient_id"]), event)[0]
+    return [to_record(s) for s in states.values()]
+
+
+async def write_changelog(bootstrap: str, topic: str, templates: list[dict], n: int) -> int:
+    """N state records keyed like the worker keys them; returns the bytes written."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})]
+        )
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=512 * 1024, acks=1
+    )
+    await producer.start()
+    total = 0
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"writing {n:,} states", total=n)
+            for i in range(n):
+                record = dict(templates[i % len(templates)], patient_id=f"R{i:08d}")
+                value = avro.encode(record, "PatientState")
+                total += len(value)
+                await producer.send(topic, value, key=record["patient_id"].encode())
+                if i % 10_000 == 0:
+                    progress.update(task, completed=i)
+            await producer.flush()
+    finally:
+        await producer.stop()
+    return total
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def restore_once(env_base: dict, app_id: str, workdir: Path, timeout_s: float) -> dict:
+    port = _free_port()
+    data_dir = workdir / f"restore-{app_id}"
+    env = {
+        **env_base,
+        "TRIALWATCH_APP_ID": app_id,
+        "TRIALWATCH_DATA_DIR": str(data_dir),
+        "TRIALWATCH_WEB_PORT": str(port),
+        "TRIALWATCH_STANDBY_REPLICAS": "0",
+    }
+    log = workdir / f"restore-{app_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "-l", "warn"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = started + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"restore worker exited; see {log}")
+            body = _get_json(f"http://127.0.0.1:{port}/health")
+            if body and body.get("tables_recovered"):
+                seconds = time.monotonic() - started
+                time.sleep(2.0)  # let RocksDB settle before reading memory
+                return {
+                    "seconds": round(seconds, 1),
+                    "rss_mb": round(_rss_mb(proc.pid), 1),
+                    "rocksdb_mb": round(_dir_mb(data_dir), 1),
+                }
+            time.sleep(0.2)
+        raise SystemExit(f"restore did not finish in {timeout_s:.0f} s; see {log}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def run_restore_bench(s: Settings, sizes: list[int]) -> dict:
+    workdir = Path(".devstack") / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    templates = template_records()
+    results = []
+    for n in [0, *sizes]:
+        run = uuid.uuid4().hex[:6]
+        prefix = f"bench-restore-{run}."
+        env_base = {
+            **os.environ,
+            "TRIALWATCH_TOPIC_PREFIX": prefix,
+            "TRIALWATCH_PARTITIONS": str(PARTITIONS),
+        }
+        bench_settings = settings_module.load(env_base)
+        await ensure_topics(bench_settings)
+        app_id = f"bench-restore-{run}"
+        changelog = f"{app_id}-patient_to_state-changelog"
+        written = await write_changelog(s.kafka_bootstrap_servers, changelog, templates, n)
+        result = restore_once(env_base, app_id, workdir, timeout_s=120 + n / 2_000)
+        result.update(patients=n, state_bytes_per_patient=round(written / n) if n else 0)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    baseline = results[0]["seconds"]
+    for r in results:
+        r["restore_seconds"] = round(r["seconds"] - baseline, 1)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "restore.json").write_text(json.dumps(results, indent=2))
+    print(restore_markdown(results))
+    return {"restore": results}
+
+
+def restore_markdown(results: list[dict]) -> str:
+    lines = [
+        "| patients | state bytes/patient | start -> recovered s | restore s (minus empty) "
+        "| worker RSS MB | RocksDB MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['patients']:,} | {r['state_bytes_per_patient']} | {r['seconds']} "
+            f"| {r['restore_seconds']} | {r['rss_mb']} | {r['rocksdb_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m streams.bench_restore 100000 ...
+    sizes = [int(a) for a in sys.argv[1:]] or [100_000]
+    asyncio.run(run_restore_bench(settings_module.load(), sizes))
