@@ -2,7 +2,7 @@
 
 <root>/LATEST                 name of the newest version
 <root>/<version>/model.txt    LightGBM native text: P(withdraw within H days), raw
-<root>/<version>/retention.txt  LightGBM native text: P(withdraw within h) for h as input
+<root>/<version>/retention.json hazard coefficients of the retention curve (models.retention)
 <root>/<version>/calibration.json  isotonic knots applied with numpy.interp
 <root>/<version>/tiers.json, features.json, model_card.json, *.png
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from models.exceptions import ArtifactError
 
-REQUIRED = ("model.txt", "retention.txt", "calibration.json", "tiers.json", "features.json")
+REQUIRED = ("model.txt", "retention.json", "calibration.json", "tiers.json", "features.json")
 
 
 def resolve(path: Path) -> Path:

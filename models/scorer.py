@@ -1,9 +1,11 @@
 """Score feature rows with a trained artifact: numpy + LightGBM only, no pandas.
 
-Loads once. Per event: one predict for the churn probability (then isotonic
-calibration with numpy.interp), one predict of len(RETENTION_DAYS) rows for the
-retention curve, CLV from the curve. Explanations (exact TreeSHAP via LightGBM
-``pred_contrib``) cost about a millisecond, so the pipeline asks only for alerts.
+Loads once. Per event: one LightGBM predict for the churn probability (through
+``models.fastpredict``: the C API without the wrapper's per-call overhead), its
+calibration with numpy.interp, the retention curve from the hazard model
+(``models.retention``, numpy), CLV from the curve. Explanations (exact TreeSHAP
+via LightGBM ``pred_contrib``) cost about a millisecond, so the pipeline asks
+only for alerts.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import numpy as np
 from models import artifacts
 from models.clv import RETENTION_DAYS, clv
 from models.exceptions import ArtifactError, ModelError
+from models.fastpredict import FastPredictor
 from models.features import FEATURE_NAMES, N_FEATURES
 from models.reasons import reason_text
+from models.retention import RetentionModel
 from models.state import PatientState
 from models.tiers import Tiers
 
-_H = np.array(RETENTION_DAYS, dtype=np.float64)
+_PHASE = FEATURE_NAMES.index("phase")  # coded 1..4
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +50,12 @@ class Scorer:
             )
         try:
             self.churn = lgb.Booster(model_file=str(version_dir / "model.txt"))
-            self.retention_model = lgb.Booster(model_file=str(version_dir / "retention.txt"))
         except lgb.basic.LightGBMError as exc:
-            raise ArtifactError(f"cannot load the LightGBM models: {exc}") from None
+            raise ArtifactError(f"cannot load the LightGBM model: {exc}") from None
+        self._predict = FastPredictor(self.churn).predict
+        self.retention = RetentionModel.from_json(
+            artifacts.read_json(version_dir, "retention.json")
+        )
         cal = artifacts.read_json(version_dir, "calibration.json")
         self.cal_x = np.asarray(cal["x"], dtype=np.float64)
         self.cal_y = np.asarray(cal["y"], dtype=np.float64)
@@ -69,40 +76,42 @@ class Scorer:
     # ----------------------------------------------------------- the parts
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         """Calibrated P(withdraw within horizon) for rows of X."""
-        raw = self.churn.predict(_check(X), num_threads=1)
-        return np.interp(raw, self.cal_x, self.cal_y)
+        return np.interp(self._predict(_check(X)), self.cal_x, self.cal_y)
 
-    def retention_curves(self, X: np.ndarray) -> np.ndarray:
+    def retention_curves(self, X: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
         """S(h) for h in RETENTION_DAYS, one row per row of X, non-increasing in h."""
         X = _check(X)
-        n, k = len(X), len(_H)
-        stacked = np.empty((n * k, N_FEATURES + 1))
-        stacked[:, :N_FEATURES] = np.repeat(X, k, axis=0)
-        stacked[:, N_FEATURES] = np.tile(_H, n)
-        q = self.retention_model.predict(stacked, num_threads=1).reshape(n, k)
-        return np.minimum.accumulate(1.0 - q, axis=1)
+        probs = self.probabilities(X) if probs is None else probs
+        return self.retention.curves(probs, phase_index(X))
 
     def score_many(self, X: np.ndarray, states: list[PatientState], ats: list[int]) -> list[Score]:
-        probs = self.probabilities(X)
-        curves = self.retention_curves(X)
-        scores = []
-        for p, curve, state, at in zip(probs, curves, states, ats, strict=True):
-            value, at_risk = clv(state, at, curve, self.population_attendance)
-            scores.append(
-                Score(
-                    probability=float(p),
-                    tier=self.tiers.tier(float(p)),
-                    horizon_days=self.horizon_days,
-                    retention_days=RETENTION_DAYS,
-                    retention=tuple(float(s) for s in curve),
-                    clv=float(value),
-                    value_at_risk=float(at_risk),
-                )
-            )
-        return scores
+        """Scores for rows of X: bitwise what ``score_one`` gives row by row (the
+        backfill, the stream and POST /score must agree), so only the LightGBM
+        part is batched; the curve and CLV take microseconds per row."""
+        X = _check(X)
+        probs = self.probabilities(X).tolist()
+        phases = phase_index(X).tolist()
+        rows = zip(probs, phases, states, ats, strict=True)
+        return [self._score(p, self.retention.curve_one(p, ph), s, at) for p, ph, s, at in rows]
 
     def score_one(self, x: np.ndarray, state: PatientState, at_ms: int) -> Score:
-        return self.score_many(x.reshape(1, -1), [state], [at_ms])[0]
+        """One row, the per-event path."""
+        x = x.reshape(1, -1)
+        p = float(self.probabilities(x)[0])
+        phase = min(max(int(x[0, _PHASE]) - 1, 0), 3)
+        return self._score(p, self.retention.curve_one(p, phase), state, at_ms)
+
+    def _score(self, p: float, curve: list[float], state: PatientState, at: int) -> Score:
+        value, at_risk = clv(state, at, curve, self.population_attendance)
+        return Score(
+            probability=p,
+            tier=self.tiers.tier(p),
+            horizon_days=self.horizon_days,
+            retention_days=RETENTION_DAYS,
+            retention=tuple(curve),
+            clv=value,
+            value_at_risk=at_risk,
+        )
 
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
         """Top-k risk-raising drivers by exact TreeSHAP (contributions in log-odds)."""
@@ -120,6 +129,11 @@ class Scorer:
 
     def recommended_action(self, tier: str) -> str:
         return self.tiers.action(tier)
+
+
+def phase_index(X: np.ndarray) -> np.ndarray:
+    """Row-wise index into retention.PHASES from the coded ``phase`` feature."""
+    return np.minimum(np.maximum(X[:, _PHASE].astype(np.intp) - 1, 0), 3)
 
 
 def _check(X: np.ndarray) -> np.ndarray:

@@ -20,10 +20,12 @@ import lightgbm as lgb
 import numpy as np
 
 from models import artifacts
-from models.clv import RETENTION_DAYS, clv
-from models.features import FEATURE_NAMES, N_FEATURES, RowSet, build_rows
+from models.clv import clv
+from models.features import FEATURE_NAMES, RowSet, build_rows
 from models.labels import withdrawal_times, within
 from models.metrics import binary_metrics, decile_calibration, tier_metrics
+from models.retention import RetentionModel, fit_retention
+from models.scorer import phase_index
 from models.state import Outcome, PatientState, apply
 from models.tiers import choose_tiers
 
@@ -44,7 +46,6 @@ CHURN_PARAMS = {
     "deterministic": True,
 }
 MAX_ROUNDS = 400
-RETENTION_MAX_ROWS = 120_000
 
 
 @dataclass
@@ -108,7 +109,7 @@ def train(
     tiers = choose_tiers(p_valid, y[split.valid])
 
     progress("retention curve model", 0.6)
-    retention = _fit_retention(X, rows, withdrawn, split)
+    retention = _fit_retention(X[split.valid], p_valid, rows, withdrawn, split.valid)
     attendance = _population_attendance(world.events, split, rows)
 
     progress("evaluating", 0.8)
@@ -121,14 +122,16 @@ def train(
         ),
         "oracle": binary_metrics(y_test, oracle_test),
     }
-    clv_table = _clv_calibration(world, rows, split, retention, attendance)
+    p_all = np.interp(churn.predict(X), cal_x, cal_y)
+    clv_table = _clv_calibration(world, rows, split, retention.curves(p_all, phase_index(X)),
+                                 attendance)  # fmt: skip
 
     version = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{world.fingerprint()[:8]}"
     root = Path(out_dir)
     version_dir = root / version
     version_dir.mkdir(parents=True, exist_ok=False)
     churn.save_model(str(version_dir / "model.txt"))
-    retention.save_model(str(version_dir / "retention.txt"))
+    artifacts.write_json(version_dir, "retention.json", retention.to_json())
     artifacts.write_json(
         version_dir,
         "calibration.json",
@@ -163,7 +166,7 @@ def train(
             "split": "by patient, ordered by enrolment time: 60/20/20",
         },
         "model": {"trees": churn.num_trees(), "params": CHURN_PARAMS,
-                  "retention_trees": retention.num_trees(), "retention_days": list(RETENTION_DAYS)},
+                  "retention": retention.to_json()},
         "test_metrics": metrics,
         "ratio_to_oracle": {
             "roc_auc": metrics["lightgbm"]["roc_auc"] / metrics["oracle"]["roc_auc"],
@@ -226,43 +229,14 @@ def _logistic(Xt, yt, Xtest) -> np.ndarray:
     return model.fit(Xt, yt).predict_proba(Xtest)[:, 1]
 
 
-def _retention_rows(X, rows: RowSet, withdrawn: dict[str, int], mask: np.ndarray, rng):
-    idx = np.flatnonzero(mask)
-    if len(idx) > RETENTION_MAX_ROWS:
-        idx = np.sort(rng.choice(idx, RETENTION_MAX_ROWS, replace=False))
-    k = len(RETENTION_DAYS)
-    stacked = np.empty((len(idx) * k, N_FEATURES + 1))
-    stacked[:, :N_FEATURES] = np.repeat(X[idx], k, axis=0)
-    stacked[:, N_FEATURES] = np.tile(np.array(RETENTION_DAYS, dtype=float), len(idx))
-    labels = np.concatenate(
-        [
-            [
-                within_one(rows.patient_id[i], rows.event_time[i], withdrawn, h)
-                for h in RETENTION_DAYS
-            ]
-            for i in idx
-        ]
-    ).astype(float)
-    return stacked, labels
-
-
-def within_one(pid: str, t: int, withdrawn: dict[str, int], days: int) -> bool:
-    w = withdrawn.get(pid)
-    return w is not None and t < w <= t + days * 86_400_000
-
-
-def _fit_retention(X, rows: RowSet, withdrawn, split: Split) -> lgb.Booster:
-    rng = np.random.default_rng(11)
-    Xt, yt = _retention_rows(X, rows, withdrawn, split.train, rng)
-    Xv, yv = _retention_rows(X, rows, withdrawn, split.valid, rng)
-    params = {**CHURN_PARAMS, "monotone_constraints": [0] * N_FEATURES + [1]}
-    names = [*FEATURE_NAMES, "horizon_days"]
-    train_set = lgb.Dataset(Xt, yt, feature_name=names)
-    valid_set = lgb.Dataset(Xv, yv, reference=train_set)
-    return lgb.train(
-        params, train_set, MAX_ROUNDS, valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(30, verbose=False)],
-    )  # fmt: skip
+def _fit_retention(X, p, rows: RowSet, withdrawn: dict[str, int], mask) -> RetentionModel:
+    """The hazard model on validation rows (out-of-sample churn scores)."""
+    ms_per_day = 86_400_000
+    times = rows.event_time[mask]
+    w = np.array([withdrawn.get(pid, -1) for pid in rows.patient_id[mask]], dtype=np.float64)
+    days_to_withdrawal = np.where(w >= times, (w - times) / ms_per_day, np.inf)
+    days_to_end = X[:, FEATURE_NAMES.index("days_to_planned_end")]
+    return fit_retention(p, phase_index(X), days_to_withdrawal, days_to_end)
 
 
 def _population_attendance(events, split: Split, rows: RowSet) -> float:
@@ -276,15 +250,13 @@ def _population_attendance(events, split: Split, rows: RowSet) -> float:
     return done / max(done + missed, 1)
 
 
-def _clv_calibration(world, rows: RowSet, split: Split, retention, attendance) -> list[dict]:
+def _clv_calibration(world, rows: RowSet, split: Split, curves, attendance) -> list[dict]:
     """Predicted CLV vs the value test participants actually delivered, by decile."""
     test_idx = np.flatnonzero(split.test)
     states: dict[str, PatientState] = {}
     wanted = set(rows.event_index[test_idx].tolist())
     predicted, realized = [], []
     test_patients = set(rows.patient_id[test_idx])
-    X = rows.X
-    k = len(RETENTION_DAYS)
     pos = {int(e): i for i, e in enumerate(rows.event_index)}
     for j, event in enumerate(world.events):
         pid = event["patient_id"]
@@ -296,12 +268,7 @@ def _clv_calibration(world, rows: RowSet, split: Split, retention, attendance) -
         states[pid] = state
         if j not in wanted:
             continue
-        x = X[pos[j]]
-        stacked = np.empty((k, N_FEATURES + 1))
-        stacked[:, :N_FEATURES] = x
-        stacked[:, N_FEATURES] = RETENTION_DAYS
-        curve = np.minimum.accumulate(1.0 - retention.predict(stacked, num_threads=1))
-        predicted.append(clv(state, event["event_time"], curve, attendance)[0])
+        predicted.append(clv(state, event["event_time"], curves[pos[j]], attendance)[0])
         realized.append(world.remaining_value[j])
     return decile_calibration(np.array(predicted), np.array(realized))
 

@@ -287,10 +287,9 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     with console.status(f"simulating {patients:,} patients, keeping {events:,} events..."):
         input_events = bench_events(events, patients)
     topic = bench_settings.visit_events_topic
-    if not (s.model_dir / "LATEST").exists():
-        from streams.commands import train_model
+    from streams.commands import ensure_model
 
-        train_model("quick", 60, s.model_dir)
+    ensure_model(s.model_dir)
     from streams.microbench import micro_markdown, run_micro
 
     with console.status("component benchmarks (codec, simulator, scorer, publish)..."):

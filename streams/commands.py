@@ -159,6 +159,20 @@ async def train(self, profile, horizon, out_dir, seed):
     console.print(f"[green]model written to {path}")
 
 
+def ensure_model(model_dir: Path) -> None:
+    """Train the quick model when there is none, or when the latest one no longer
+    loads (trained by an older trialwatch with another artifact layout)."""
+    from models.exceptions import ArtifactError
+    from models.scorer import Scorer
+
+    try:
+        Scorer.load(model_dir)
+        return
+    except ArtifactError as exc:
+        console.print(f"[bold]no usable model ({exc}): training the quick model (~30 s)...")
+    train_model("quick", 60, model_dir)
+
+
 def train_model(profile: str, horizon: int, out_dir: Path, seed: int | None = None) -> Path:
     from models.training import train as train_fn
 

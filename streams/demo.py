@@ -81,12 +81,10 @@ def stop_worker(worker: subprocess.Popen) -> None:
 
 async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) -> None:
     from producers.publisher import Pacer, publish
-    from streams.commands import _simulate, train_model
+    from streams.commands import _simulate, ensure_model
     from streams.tail import tail_alerts
 
-    if not (s.model_dir / "LATEST").exists():
-        console.print("[bold]no model yet: training the quick model (about a minute)...")
-        train_model("quick", 60, s.model_dir)
+    ensure_model(s.model_dir)
 
     run_id = time.strftime("%Y%m%d-%H%M%S")
     env = demo_environment(s, run_id)

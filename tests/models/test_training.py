@@ -42,7 +42,7 @@ def test_model_is_calibrated_and_beats_both_baselines(card):
 def test_clv_is_calibrated_by_decile(card):
     ratios = [row["ratio"] for row in card["clv_decile_calibration"]]
     assert len(ratios) == 10
-    assert all(0.8 <= r <= 1.2 for r in ratios), ratios
+    assert all(0.85 <= r <= 1.15 for r in ratios), ratios
 
 
 def test_tiers_increase_and_sit_near_their_break_even(card):
@@ -72,8 +72,8 @@ def test_scorer_refuses_incomplete_or_mismatched_artifacts(quick_model_dir, tmp_
     (broken / "features.json").write_text(json.dumps(["something", "else"]))
     with pytest.raises(ArtifactError, match="other features"):
         Scorer.load(broken)
-    (broken / "retention.txt").unlink()
-    with pytest.raises(ArtifactError, match=r"missing retention\.txt"):
+    (broken / "retention.json").unlink()
+    with pytest.raises(ArtifactError, match=r"missing retention\.json"):
         Scorer.load(broken)
     with pytest.raises(ArtifactError):
         Scorer.load(tmp_path / "nothing-here")
