@@ -57,6 +57,7 @@ app = faust.App(
     broker_session_timeout=10.0,
     broker_heartbeat_interval=2.0,
     autodiscover=["streams.agents", "streams.views", "streams.commands"],
+    Worker="streams.worker:Worker",
     origin="streams",
 )
 

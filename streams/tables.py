@@ -14,10 +14,24 @@ from streams.app import app, settings
 
 
 class PatientStateCodec(codecs.Codec):
-    """PatientState <-> Avro single-object bytes (schemas/patient_state.v*.avsc)."""
+    """PatientState <-> Avro single-object bytes (schemas/patient_state.v*.avsc).
+
+    Faust encodes every written value twice in a row (for RocksDB, then for the
+    changelog); states are immutable, so the second encoding of the same object
+    reuses the first one's bytes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: tuple[PatientState, bytes] | None = None
 
     def _dumps(self, obj: PatientState) -> bytes:
-        return avro.encode(to_record(obj), "PatientState")
+        last = self._last
+        if last is not None and last[0] is obj:
+            return last[1]
+        data = avro.encode(to_record(obj), "PatientState")
+        self._last = (obj, data)
+        return data
 
     def _loads(self, s: bytes) -> PatientState:
         return from_record(avro.decode(s, "PatientState"))
