@@ -80,9 +80,29 @@ def wait_for_scores(ns: Namespace, n: int, workers: list[Worker], timeout: float
     raise AssertionError(f"only {got} of {n} events scored")
 
 
-def assert_same_as_reference(ns, expected, check_states: bool = True) -> tuple[int, int]:
+def diagnosis(ns: Namespace, workers: list[Worker]) -> str:
+    """What to look at when outputs differ: dead-letter reasons and worker errors."""
+    dead = asyncio.run(read_topic(ns.bootstrap, ns.settings.dlq_topic, idle_s=1))
+    reasons = Counter(dict(r.headers).get("reason", b"?").decode() for r in dead)
+    errors = [
+        line[:300]
+        for w in workers
+        for line in w.log().splitlines()
+        if "ERROR" in line or "Traceback" in line or "rror:" in line
+    ]
+    return f"dead-lettered: {dict(reasons)}; worker errors ({len(errors)}): {errors[-15:]}"
+
+
+def assert_same_as_reference(
+    ns, expected, check_states: bool = True, workers: list[Worker] = ()
+) -> tuple[int, int]:
     scores, alerts, states = stream_outputs(ns)
-    assert scores.keys() == expected.scores.keys()
+    missing = sorted(expected.scores.keys() - scores.keys())
+    extra = sorted(scores.keys() - expected.scores.keys())
+    assert not missing and not extra, (
+        f"{len(missing)} scores missing {missing[:8]}, {len(extra)} unexpected {extra[:8]}; "
+        + diagnosis(ns, list(workers))
+    )
     for key, score in expected.scores.items():
         assert scores[key] == score
     alert_ids = [a["alert_id"] for a in alerts]
@@ -228,8 +248,11 @@ def test_two_workers_then_one_equal_a_single_worker(
         time.sleep(8)
         second.stop()  # its partitions and state move to the first worker
         asyncio.run(publish_raw(kafka_bootstrap, ns.settings.visit_events_topic, messages[third:]))
-        wait_for_scores(ns, len(expected.scores), [first], timeout=300)
-        assert_same_as_reference(ns, expected)
+        try:
+            wait_for_scores(ns, len(expected.scores), [first], timeout=300)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {diagnosis(ns, [first, second])}") from None
+        assert_same_as_reference(ns, expected, workers=[first, second])
     finally:
         first.stop()
         second.stop()
