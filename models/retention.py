@@ -54,6 +54,13 @@ class RetentionModel:
     alpha: np.ndarray  # (buckets, phases)
     beta: np.ndarray  # (buckets,)
 
+    def __post_init__(self) -> None:
+        # Plain-float coefficients per phase for ``curve_one``, once, not per event.
+        per_phase = [
+            list(zip(col, self.beta.tolist(), strict=True)) for col in self.alpha.T.tolist()
+        ]
+        object.__setattr__(self, "_per_phase", per_phase)
+
     def daily_hazards(self, p: np.ndarray, phase_index: np.ndarray) -> np.ndarray:
         """(n, buckets) constant daily hazard per bucket for churn probabilities ``p``."""
         z = logit(p)[:, None]
@@ -66,7 +73,7 @@ class RetentionModel:
         q_clip = min(max(p, 1e-7), 1.0 - 1e-7)
         z = math.log(q_clip / (1.0 - q_clip))
         out, cum = [], 0.0
-        for a, b in zip(self.alpha[:, phase_index].tolist(), self.beta.tolist(), strict=True):
+        for a, b in self._per_phase[phase_index]:
             q = min(1.0 / (1.0 + math.exp(-(a + b * z))), 1.0 - 1e-12)
             cum += -math.log1p(-q)
             out.append(math.exp(-cum))
@@ -94,15 +101,6 @@ class RetentionModel:
         if alpha.shape != (len(WIDTHS), len(PHASES)) or beta.shape != (len(WIDTHS),):
             raise ArtifactError("the retention model's coefficients have the wrong shape")
         return cls(alpha, beta)
-
-
-def survival(curve: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """S at ``days`` (>= 0) from S at RETENTION_DAYS: piecewise exponential, exact
-    for this model; beyond the last horizon the last bucket's hazard continues."""
-    log_s = np.concatenate(([0.0], np.log(np.maximum(curve, 1e-300))))
-    b = np.clip(np.searchsorted(EDGES, days, side="right") - 1, 0, len(WIDTHS) - 1)
-    slope = (log_s[b + 1] - log_s[b]) / WIDTHS[b]
-    return np.exp(log_s[b] + slope * (np.maximum(days, 0.0) - EDGES[b]))
 
 
 def log_survival_steps(curve) -> tuple[list[float], list[float]]:

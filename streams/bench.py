@@ -13,6 +13,7 @@ readable, p50/p95/p99. Markdown on stdout, JSON in bench-results/stream.json.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -21,6 +22,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -101,12 +103,25 @@ def _get_json(url: str) -> dict | None:
         return None
 
 
-def run_subprocess_bench(cmd: list[str], env: dict, progress_url: str, n: int, log: Path) -> float:
-    """Start a worker, wait until it processed ``n`` events, return events/s."""
+@contextlib.contextmanager
+def worker_process(cmd: list[str], env: dict, log: Path) -> Iterator[subprocess.Popen]:
+    """A worker subprocess logging to ``log``, terminated (then killed) on exit."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_subprocess_bench(cmd: list[str], env: dict, progress_url: str, n: int, log: Path) -> float:
+    """Start a worker, wait until it processed ``n`` events, return events/s."""
+    with worker_process(cmd, env, log) as proc:
         deadline = time.monotonic() + max(120.0, n / 500)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -117,12 +132,6 @@ def run_subprocess_bench(cmd: list[str], env: dict, progress_url: str, n: int, l
                 return progress["count"] / (progress["last"] - progress["first"])
             time.sleep(0.25)
         raise SystemExit(f"bench worker did not finish {n} events in time; see {log}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _free_port() -> int:

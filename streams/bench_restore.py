@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -29,7 +28,7 @@ from models.state import apply, to_record
 from schemas import codec as avro
 from streams import settings as settings_module
 from streams.admin import ensure_topics
-from streams.bench import RESULTS, _free_port, _get_json
+from streams.bench import RESULTS, _free_port, _get_json, worker_process
 from streams.settings import Settings
 
 PARTITIONS = 8
@@ -102,16 +101,10 @@ def restore_once(
         "TRIALWATCH_STANDBY_REPLICAS": "0",
     }
     log = workdir / f"restore-{app_id}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", "-l", "warn"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = started + timeout_s
-        while time.monotonic() < deadline:
+    cmd = [sys.executable, "-m", "streams", "worker", "-l", "warn"]
+    with worker_process(cmd, env, log) as proc:
+        while time.monotonic() < started + timeout_s:
             if proc.poll() is not None:
                 raise SystemExit(f"restore worker exited; see {log}")
             body = _get_json(f"http://127.0.0.1:{port}/health")
@@ -125,12 +118,6 @@ def restore_once(
                 }
             time.sleep(0.2)
         raise SystemExit(f"restore did not finish in {timeout_s:.0f} s; see {log}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def run_restore_bench(s: Settings, sizes: list[int]) -> dict:

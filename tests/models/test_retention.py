@@ -13,8 +13,14 @@ from models.retention import (
     WIDTHS,
     RetentionModel,
     fit_retention,
-    survival,
+    log_survival_steps,
+    survival_one,
 )
+
+
+def survival(curve, days: np.ndarray) -> np.ndarray:
+    steps = log_survival_steps(curve)
+    return np.array([survival_one(float(d), *steps) for d in days])
 
 
 def _model(seed: int = 0) -> RetentionModel:
