@@ -85,7 +85,7 @@ async def test_a_pending_claim_resends_only_what_the_topic_lacks(kafka_bootstrap
 
         assert sent == [lost["alert_id"]]
         on_topic = [codec.decode(r.value, "RiskAlert")["alert_id"] for r in
-                    await read_topic(kafka_bootstrap, topic, idle_s=1)]  # fmt: skip
+                    await read_topic(kafka_bootstrap, topic)]  # fmt: skip
         assert sorted(on_topic) == sorted([delivered["alert_id"], lost["alert_id"]])
         for alert in (delivered, lost):  # both settled: nobody checks the topic again
             assert await cache.claim_alert(alert["alert_id"]) == Claim(send=False)

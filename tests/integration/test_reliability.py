@@ -27,7 +27,7 @@ import pytest
 from producers.simulator import PROFILES, simulate
 from schemas import codec, registry
 from tests.integration.reference import expected_outputs, final_states
-from tests.integration.worker import Namespace, Worker, publish_raw, read_topic
+from tests.integration.worker import Namespace, Worker, publish_raw, read_topic, wait_settled
 from tests.kafka_util import create_topics, free_port
 
 pytestmark = pytest.mark.slow
@@ -52,6 +52,9 @@ def make_namespace(kafka_bootstrap, redis_url, model_dir, root, partitions=4) ->
 
 
 def stream_outputs(ns: Namespace) -> tuple[dict, list, dict]:
+    """Scores, alerts and final states on the broker once every input is committed
+    (a score can be readable before its event's state write is)."""
+    wait_settled(ns)
     s = ns.settings
     scores = {}
     for r in asyncio.run(read_topic(ns.bootstrap, s.risk_scores_topic)):
@@ -72,7 +75,7 @@ def wait_for_scores(ns: Namespace, n: int, workers: list[Worker], timeout: float
     while time.monotonic() < deadline:
         for w in workers:
             assert w.proc is None or w.proc.poll() in (None, -9, -15, 0), w.log()[-3000:]
-        records = asyncio.run(read_topic(ns.bootstrap, ns.settings.risk_scores_topic, idle_s=1))
+        records = asyncio.run(read_topic(ns.bootstrap, ns.settings.risk_scores_topic))
         decoded = (codec.decode(r.value, "RiskScore") for r in records)
         got = len({(s["patient_id"], s["event_id"]) for s in decoded})
         if got >= n:
@@ -87,12 +90,12 @@ def diagnosis(ns: Namespace, workers: list[Worker], missing=()) -> str:
     where: dict[int, list[int]] = {}
     if missing:
         wanted = set(missing)
-        for r in asyncio.run(read_topic(ns.bootstrap, ns.settings.visit_events_topic, idle_s=1)):
+        for r in asyncio.run(read_topic(ns.bootstrap, ns.settings.visit_events_topic)):
             event = codec.decode(r.value)
             if (event["patient_id"], event["event_id"]) in wanted:
                 where.setdefault(r.partition, []).append(r.offset)
     placed = {p: (min(o), max(o), len(o)) for p, o in sorted(where.items())}
-    dead = asyncio.run(read_topic(ns.bootstrap, ns.settings.dlq_topic, idle_s=1))
+    dead = asyncio.run(read_topic(ns.bootstrap, ns.settings.dlq_topic))
     reasons = Counter(dict(r.headers).get("reason", b"?").decode() for r in dead)
     errors = [
         line[:300]
@@ -336,6 +339,7 @@ def test_hostile_input_goes_to_the_dlq_and_valid_traffic_is_scored(
         rss_before = _rss_kb(worker.proc.pid)
         asyncio.run(publish_raw(kafka_bootstrap, ns.settings.visit_events_topic, mixed))
         counts = worker.wait_outcomes(len(mixed), timeout=300)
+        wait_settled(ns)
         rss_after = _rss_kb(worker.proc.pid)
         assert worker.proc.poll() is None
         assert Counter(counts) == expected.outcomes

@@ -20,6 +20,7 @@ from tests.integration.worker import (
     publish_events,
     publish_raw,
     read_topic,
+    wait_settled,
 )
 from tests.kafka_util import create_topics, free_port
 
@@ -75,6 +76,7 @@ def deployment(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory, de
     asyncio.run(publish_events(kafka_bootstrap, s.visit_events_topic, demo_events))
     asyncio.run(publish_raw(kafka_bootstrap, s.visit_events_topic, [(k, v) for k, v, _ in bad]))
     counts = worker.wait_outcomes(len(demo_events) + len(bad))
+    wait_settled(ns)
     yield ns, worker, counts, bad
     worker.stop()
 
@@ -126,6 +128,7 @@ def test_resending_the_same_events_raises_no_new_alert(deployment, demo_events):
     assert len(ids) == len(set(ids))
     asyncio.run(publish_events(ns.bootstrap, s.visit_events_topic, demo_events))
     after_counts = worker.wait_outcomes(sum(counts.values()) + len(demo_events))
+    wait_settled(ns)
     assert after_counts["duplicate"] - counts.get("duplicate", 0) == len(demo_events)
     after = asyncio.run(read_topic(ns.bootstrap, s.risk_alerts_topic))
     assert len(after) == len(before)

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import codec as avro
 from streams import settings as settings_module
@@ -172,29 +173,77 @@ async def publish_raw(bootstrap: str, topic: str, messages: Iterable[tuple[bytes
     return n
 
 
-async def read_topic(bootstrap: str, topic: str, *, idle_s: float = 3.0, max_s: float = 60.0):
-    """Read a topic from the beginning until nothing new arrived for ``idle_s``."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"reader-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+async def read_topic(bootstrap: str, topic: str, *, max_s: float = 60.0):
+    """Every record of a topic, from the beginning up to its end offsets as they
+    are when the read starts (so a slow broker cannot cut the read short)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     records = []
     try:
+        partitions = await _partitions(bootstrap, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
         deadline = time.monotonic() + max_s
-        last_new = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - last_new < idle_s:
-            batch = await consumer.getmany(timeout_ms=300)
-            for part in batch.values():
-                if part:
-                    last_new = time.monotonic()
-                records.extend(part)
+        unread = {tp for tp, end in ends.items() if end > 0}
+        while unread:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end offsets in {max_s}s")
+            batch = await consumer.getmany(*unread, timeout_ms=300)
+            for tp, part in batch.items():
+                records.extend(r for r in part if r.offset < ends[tp])
+            unread = {tp for tp in unread if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
     return records
+
+
+async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for _ in range(50):
+            (described,) = await admin.describe_topics([topic])
+            if described["partitions"]:
+                numbers = sorted(p["partition"] for p in described["partitions"])
+                return [TopicPartition(topic, n) for n in numbers]
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    raise AssertionError(f"topic {topic} does not exist")
+
+
+async def committed_lag(ns: Namespace) -> int:
+    """Input records the deployment's consumer group has not committed yet.
+
+    Faust flushes its producer (outputs and changelog writes) before it commits,
+    so 0 means every output of every input record is on the broker."""
+    topic = ns.settings.visit_events_topic
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=ns.bootstrap, group_id=f"tw-{ns.run_id}", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(ns.bootstrap, topic)
+        ends = await consumer.end_offsets(partitions)
+        lag = 0
+        for tp, end in ends.items():
+            lag += max(end - (await consumer.committed(tp) or 0), 0)
+        return lag
+    finally:
+        await consumer.stop()
+
+
+def wait_settled(ns: Namespace, timeout: float = 120.0) -> None:
+    """Wait until the workers committed every input record (see ``committed_lag``)."""
+    deadline = time.monotonic() + timeout
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = asyncio.run(committed_lag(ns))
+        if lag == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{lag} input records still uncommitted after {timeout}s")
 
 
 def run(coro):
