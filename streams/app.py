@@ -14,6 +14,7 @@ import sys
 import faust
 
 from streams import settings as settings_module
+from streams.transport import Transport
 
 settings = settings_module.load()
 
@@ -60,6 +61,8 @@ app = faust.App(
     Worker="streams.worker:Worker",
     origin="streams",
 )
+# Before any topic is declared: every producer of this app is idempotent.
+app.transport = Transport(app.conf.broker_consumer, app)
 
 
 def main() -> None:
