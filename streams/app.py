@@ -59,6 +59,7 @@ app = faust.App(
     broker_heartbeat_interval=2.0,
     autodiscover=["streams.agents", "streams.views", "streams.commands"],
     Worker="streams.worker:Worker",
+    TableManager="streams.recovery:TableManager",  # input events survive rebalances
     origin="streams",
 )
 # Before any topic is declared: every producer of this app is idempotent.

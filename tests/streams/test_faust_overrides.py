@@ -1,9 +1,14 @@
-"""The worker's producer is idempotent: a retried produce request (a broker that
-appended a batch but answered with an error) must not write an alert twice."""
+"""The app runs with the two Faust overrides that reliability depends on.
+
+Their behaviour is proven against the real broker in
+``tests/integration/test_reliability.py`` (broker restart, two workers); these
+tests guard the wiring, which a refactor of ``streams/app.py`` could drop silently.
+"""
 
 from __future__ import annotations
 
 from streams.app import app
+from streams.recovery import Recovery
 from streams.transport import IdempotentProducer
 
 
@@ -17,3 +22,7 @@ async def test_every_producer_of_the_app_is_idempotent_with_acks_all():
         assert client._txn_manager is not None
     finally:
         await client.stop()
+
+
+def test_table_recovery_seeks_before_it_resumes_the_input_partitions():
+    assert type(app.tables.recovery) is Recovery
