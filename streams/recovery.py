@@ -14,7 +14,8 @@ events per partition whenever a worker left the group.
 The fix is order alone: seek while the input partitions are still paused (so
 nothing of theirs is in flight), then clear the queues, resume the partitions
 and resume the flow with no ``await`` in between, so no record can be delivered
-into a queue that is about to be cleared.
+into a queue that is about to be cleared. Remove this module (and the
+``TableManager`` setting in ``streams.app``) once a Faust release fixes the order.
 """
 
 from __future__ import annotations
