@@ -27,7 +27,14 @@ import pytest
 from producers.simulator import PROFILES, simulate
 from schemas import codec, registry
 from tests.integration.reference import expected_outputs, final_states
-from tests.integration.worker import Namespace, Worker, publish_raw, read_topic, wait_settled
+from tests.integration.worker import (
+    Namespace,
+    Worker,
+    publish_raw,
+    read_topic,
+    scores_on_topic,
+    wait_settled,
+)
 from tests.kafka_util import create_topics, free_port
 
 pytestmark = pytest.mark.slow
@@ -56,11 +63,7 @@ def stream_outputs(ns: Namespace) -> tuple[dict, list, dict]:
     (a score can be readable before its event's state write is)."""
     wait_settled(ns)
     s = ns.settings
-    scores = {}
-    for r in asyncio.run(read_topic(ns.bootstrap, s.risk_scores_topic)):
-        score = codec.decode(r.value, "RiskScore")
-        # at-least-once: a re-sent score must be the same score
-        assert scores.setdefault((score["patient_id"], score["event_id"]), score) == score
+    scores = scores_on_topic(ns)
     alerts = [codec.decode(r.value, "RiskAlert") for r in asyncio.run(
         read_topic(ns.bootstrap, s.risk_alerts_topic))]  # fmt: skip
     changelog = f"tw-{ns.run_id}-patient_to_state-changelog"

@@ -22,6 +22,7 @@ from tests.integration.worker import (
     publish_events,
     publish_raw,
     read_topic,
+    scores_on_topic,
     wait_settled,
 )
 from tests.kafka_util import create_topics, free_port
@@ -132,7 +133,7 @@ def test_replaying_the_same_file_changes_no_score_and_raises_no_new_alert(
     assert before, "the demo world should raise alerts"
     ids = [avro.decode(r.value, "RiskAlert")["alert_id"] for r in before]
     assert len(ids) == len(set(ids))
-    scores_before = scores_by_event(ns)
+    scores_before = scores_on_topic(ns)
     assert len(scores_before) == counts["scored"]
     history = tmp_path / "history.avro"
     write_avro(demo_events, history)
@@ -148,16 +149,7 @@ def test_replaying_the_same_file_changes_no_score_and_raises_no_new_alert(
     assert after_counts["duplicate"] - counts.get("duplicate", 0) == len(demo_events)
     after = asyncio.run(read_topic(ns.bootstrap, s.risk_alerts_topic))
     assert len(after) == len(before)
-    assert scores_by_event(ns) == scores_before
-
-
-def scores_by_event(ns: Namespace) -> dict[str, dict]:
-    """Scores on the topic by event id; a re-sent copy must equal the first."""
-    scores: dict[str, dict] = {}
-    for record in asyncio.run(read_topic(ns.bootstrap, ns.settings.risk_scores_topic)):
-        score = avro.decode(record.value, "RiskScore")
-        assert scores.setdefault(score["event_id"], score) == score
-    return scores
+    assert scores_on_topic(ns) == scores_before
 
 
 def test_patient_view_matches_the_last_score_on_the_topic(deployment):

@@ -198,6 +198,16 @@ async def read_topic(bootstrap: str, topic: str, *, max_s: float = 60.0):
     return records
 
 
+def scores_on_topic(ns: Namespace) -> dict[tuple[str, str], dict]:
+    """The risk-scores topic by (patient_id, event_id). At-least-once may re-send a
+    score; a re-sent copy must be the same score."""
+    scores: dict[tuple[str, str], dict] = {}
+    for record in asyncio.run(read_topic(ns.bootstrap, ns.settings.risk_scores_topic)):
+        score = avro.decode(record.value, "RiskScore")
+        assert scores.setdefault((score["patient_id"], score["event_id"]), score) == score
+    return scores
+
+
 async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
