@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.exceptions import ArtifactError
+from trialwatch.models.exceptions import ArtifactError
 
 REQUIRED = ("model.txt", "retention.json", "calibration.json", "tiers.json", "features.json")
 

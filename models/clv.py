@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 
-from models.economics import DAYS_PER_YEAR, MS_PER_DAY, PHASE_ECONOMICS
-from models.retention import RETENTION_DAYS, log_survival_steps, survival_one
-from models.state import PatientState
+from trialwatch.models.economics import DAYS_PER_YEAR, MS_PER_DAY, PHASE_ECONOMICS
+from trialwatch.models.retention import RETENTION_DAYS, log_survival_steps, survival_one
+from trialwatch.models.state import PatientState
 
 __all__ = ["RETENTION_DAYS", "attendance_rate", "clv"]
 

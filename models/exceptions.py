@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.exceptions import TrialwatchError
+from trialwatch.schemas.exceptions import TrialwatchError
 
 __all__ = ["ArtifactError", "InvalidEventError", "ModelError", "NotEnrolledError"]
 

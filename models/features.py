@@ -5,7 +5,7 @@ all call, so the three see bitwise-identical rows. Missing values are NaN
 (LightGBM routes them; the logistic baseline imputes): no ePRO yet, no AE yet,
 no completed visit yet, compliance before the first scheduled visit.
 
-    >>> from models.features import FEATURE_NAMES
+    >>> from trialwatch.models.features import FEATURE_NAMES
     >>> FEATURE_NAMES[:3]
     ('days_enrolled', 'trial_progress', 'visit_compliance')
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.state import MS_PER_DAY, TERMINAL, Outcome, PatientState, apply
+from trialwatch.models.state import MS_PER_DAY, TERMINAL, Outcome, PatientState, apply
 
 FEATURE_NAMES: tuple[str, ...] = (
     "days_enrolled",

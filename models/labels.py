@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.features import RowSet
-from models.state import MS_PER_DAY
+from trialwatch.models.features import RowSet
+from trialwatch.models.state import MS_PER_DAY
 
 
 def withdrawal_times(events: list[dict]) -> dict[str, int]:

@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from models.alerts import AlertPolicy, alert_id, decide
-from models.features import features
-from models.state import TERMINAL, Outcome, PatientState, apply, latest_key, with_alert
+from trialwatch.models.alerts import AlertPolicy, alert_id, decide
+from trialwatch.models.features import features
+from trialwatch.models.state import TERMINAL, Outcome, PatientState, apply, latest_key, with_alert
 
 DEFAULT_POLICY = AlertPolicy()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.features import FEATURE_NAMES
+from trialwatch.models.features import FEATURE_NAMES
 
 
 def write_plots(out: Path, booster, X_test, y_test, p_test, logistic, oracle) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from models.features import ARM_CODE, FEATURE_NAMES, PHASE_CODE
+from trialwatch.models.features import ARM_CODE, FEATURE_NAMES, PHASE_CODE
 
 _ARM = {v: k.lower() for k, v in ARM_CODE.items()}
 _PHASE = {v: k for k, v in PHASE_CODE.items()}

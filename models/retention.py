@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.exceptions import ArtifactError
+from trialwatch.models.exceptions import ArtifactError
 
 RETENTION_DAYS: tuple[int, ...] = (30, 60, 90, 180, 270, 365, 540)
 PHASES: tuple[str, ...] = ("I", "II", "III", "IV")

@@ -16,15 +16,15 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from models import artifacts
-from models.clv import RETENTION_DAYS, clv
-from models.exceptions import ArtifactError, ModelError
-from models.fastpredict import FastPredictor
-from models.features import FEATURE_NAMES, N_FEATURES
-from models.reasons import reason_text
-from models.retention import RetentionModel
-from models.state import PatientState
-from models.tiers import Tiers
+from trialwatch.models import artifacts
+from trialwatch.models.clv import RETENTION_DAYS, clv
+from trialwatch.models.exceptions import ArtifactError, ModelError
+from trialwatch.models.fastpredict import FastPredictor
+from trialwatch.models.features import FEATURE_NAMES, N_FEATURES
+from trialwatch.models.reasons import reason_text
+from trialwatch.models.retention import RetentionModel
+from trialwatch.models.state import PatientState
+from trialwatch.models.tiers import Tiers
 
 _PHASE = FEATURE_NAMES.index("phase")  # coded 1..4
 

@@ -11,7 +11,7 @@ Idempotent: an event is a DUPLICATE when its id is among the ids of the newest
 treated as a re-delivery, which is what replaying history produces). Applying an
 event twice, or replaying a whole history, therefore changes nothing.
 
-    >>> from models.state import apply, Outcome
+    >>> from trialwatch.models.state import apply, Outcome
     >>> e = {"event_id": "e1", "patient_id": "p", "trial_id": "t", "site_id": "s",
     ...      "event_type": "ENROLLED", "event_time": 1_700_000_000_000, "age": 50,
     ...      "sex": "F", "arm": "ACTIVE", "phase": "II", "distance_km": 5.0,
@@ -28,8 +28,8 @@ import math
 from dataclasses import dataclass, fields, replace
 from enum import Enum
 
-from models.exceptions import InvalidEventError, NotEnrolledError
-from schemas.contract import EVENT_TYPES
+from trialwatch.models.exceptions import InvalidEventError, NotEnrolledError
+from trialwatch.schemas.contract import EVENT_TYPES
 
 MS_PER_DAY = 86_400_000
 SEEN_RING = 32

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from models.economics import REPLACEMENT_COST_USD
+from trialwatch.models.economics import REPLACEMENT_COST_USD
 
 ACTIONS = {
     "LOW": "no action: routine follow-up",

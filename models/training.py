@@ -19,15 +19,15 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from models import artifacts
-from models.clv import clv
-from models.features import FEATURE_NAMES, RowSet, build_rows
-from models.labels import withdrawal_times, within
-from models.metrics import binary_metrics, decile_calibration, tier_metrics
-from models.retention import RetentionModel, fit_retention
-from models.scorer import phase_index
-from models.state import Outcome, PatientState, apply
-from models.tiers import choose_tiers
+from trialwatch.models import artifacts
+from trialwatch.models.clv import clv
+from trialwatch.models.features import FEATURE_NAMES, RowSet, build_rows
+from trialwatch.models.labels import withdrawal_times, within
+from trialwatch.models.metrics import binary_metrics, decile_calibration, tier_metrics
+from trialwatch.models.retention import RetentionModel, fit_retention
+from trialwatch.models.scorer import phase_index
+from trialwatch.models.state import Outcome, PatientState, apply
+from trialwatch.models.tiers import choose_tiers
 
 Progress = Callable[[str, float], None]
 
@@ -76,7 +76,7 @@ def train(
     progress: Progress | None = None,
 ) -> Path:
     """Train everything and write a versioned artifact; return its directory."""
-    from producers.simulator import PROFILES, simulate  # the world we learn from
+    from trialwatch.producers.simulator import PROFILES, simulate  # the world we learn from
 
     progress = progress or _noop
     started = time.perf_counter()
@@ -152,7 +152,7 @@ def train(
         "horizon_days": horizon_days,
         "label": f"participant withdraws within {horizon_days} days after the event",
         "data": {
-            "generator": "producers.simulator",
+            "generator": "trialwatch.producers.simulator",
             "profile": profile,
             "seed": config.seed,
             "fingerprint_sha256": world.fingerprint(),
@@ -178,7 +178,7 @@ def train(
     }  # fmt: skip
     artifacts.write_json(version_dir, "model_card.json", card)
     progress("plots", 0.9)
-    from models.plots import write_plots
+    from trialwatch.models.plots import write_plots
 
     write_plots(version_dir, churn, X[split.test], y_test, p_test, logistic_test, oracle_test)
     artifacts.publish_latest(root, version)

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.alerts import AlertPolicy
-from models.exceptions import ModelError, NotEnrolledError
-from models.pipeline import step
-from models.scorer import Scorer
-from models.state import Outcome, PatientState
-
-from producers.files import read_events
-from schemas import files as avro_files
+from trialwatch.models.alerts import AlertPolicy
+from trialwatch.models.exceptions import ModelError, NotEnrolledError
+from trialwatch.models.pipeline import step
+from trialwatch.models.scorer import Scorer
+from trialwatch.models.state import Outcome, PatientState
+from trialwatch.producers.files import read_events
+from trialwatch.schemas import files as avro_files
 
 
 @dataclass

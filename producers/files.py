@@ -14,9 +14,9 @@ from pathlib import Path
 from fastavro import block_reader
 from fastavro import reader as avro_reader
 
-from schemas.contract import normalize_event, validate_event
-from schemas.exceptions import ContractViolation
-from schemas.files import write_container
+from trialwatch.schemas.contract import normalize_event, validate_event
+from trialwatch.schemas.exceptions import ContractViolation
+from trialwatch.schemas.files import write_container
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
@@ -64,7 +64,7 @@ def _read_jsonl(path: Path, start: int) -> Iterator[FileRecord]:
 
 
 def _read_avro(path: Path, start: int) -> Iterator[FileRecord]:
-    from schemas.registry import current
+    from trialwatch.schemas.registry import current
 
     number = 0
     with open(path, "rb") as src:

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
-from schemas.exceptions import TrialwatchError
 
-from schemas import codec as avro
+from trialwatch.schemas import codec as avro
+from trialwatch.schemas.exceptions import TrialwatchError
 
 
 @dataclass

@@ -9,8 +9,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from models.economics import MS_PER_DAY
-from producers.simulator import PROFILES, TARGET_DROPOUT, SimulatedWorld, simulate
+from trialwatch.models.economics import MS_PER_DAY
+from trialwatch.producers.simulator import PROFILES, TARGET_DROPOUT, SimulatedWorld, simulate
 
 TERMINAL = ("WITHDRAWN", "COMPLETED")
 

@@ -13,9 +13,9 @@ from io import BytesIO
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from schemas import registry
-from schemas.contract import validate_event
-from schemas.exceptions import (
+from trialwatch.schemas import registry
+from trialwatch.schemas.contract import validate_event
+from trialwatch.schemas.exceptions import (
     BadMarker,
     CorruptBody,
     EncodeError,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from schemas.exceptions import ContractViolation
-from schemas.registry import current
+from trialwatch.schemas.exceptions import ContractViolation
+from trialwatch.schemas.registry import current
 
 EVENT_TYPES = frozenset(
     {

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from faust.serializers import codecs
 
-from schemas import codec as avro
-from schemas import registry
+from trialwatch.schemas import codec as avro
+from trialwatch.schemas import registry
 
 NAMES = {
     "visit_event": "VisitEvent",

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastavro import reader as container_reader
 from fastavro import writer as container_writer
 
-from schemas import registry
+from trialwatch.schemas import registry
 
 
 def write_container(records: Iterable[dict], path: Path, schema: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from fastavro import parse_schema
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas.exceptions import SchemaError
+from trialwatch.schemas.exceptions import SchemaError
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 _FILE = re.compile(r"^(?P<stem>[a-z0-9_]+)\.v(?P<version>\d+)\.avsc$")

@@ -1,3 +1,3 @@
-from streams.app import main
+from trialwatch.streams.app import main
 
 main()

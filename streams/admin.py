@@ -12,7 +12,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from streams.settings import Settings, aiokafka_kwargs
+from trialwatch.streams.settings import Settings, aiokafka_kwargs
 
 
 def topic_names(s: Settings) -> list[str]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
-from models.alerts import AlertPolicy
-from streams import runtime
-from streams.app import app
-from streams.processing import EventProcessor, Outputs
-from streams.tables import patient_to_state
-from streams.topics import (
+from trialwatch.models.alerts import AlertPolicy
+from trialwatch.streams import runtime
+from trialwatch.streams.app import app
+from trialwatch.streams.processing import EventProcessor, Outputs
+from trialwatch.streams.tables import patient_to_state
+from trialwatch.streams.topics import (
     dead_letter_topic,
     risk_alerts_topic,
     risk_scores_topic,

@@ -13,8 +13,8 @@ import sys
 
 import faust
 
-from streams import settings as settings_module
-from streams.transport import Transport
+from trialwatch.streams import settings as settings_module
+from trialwatch.streams.transport import Transport
 
 settings = settings_module.load()
 
@@ -57,10 +57,14 @@ app = faust.App(
     # 60 s: its partitions move to the survivors that much sooner.
     broker_session_timeout=10.0,
     broker_heartbeat_interval=2.0,
-    autodiscover=["streams.agents", "streams.views", "streams.commands"],
-    Worker="streams.worker:Worker",
-    TableManager="streams.recovery:TableManager",  # input events survive rebalances
-    origin="streams",
+    autodiscover=[
+        "trialwatch.streams.agents",
+        "trialwatch.streams.views",
+        "trialwatch.streams.commands",
+    ],
+    Worker="trialwatch.streams.worker:Worker",
+    TableManager="trialwatch.streams.recovery:TableManager",  # input events survive rebalances
+    origin="trialwatch.streams",
 )
 # Before any topic is declared: every producer of this app is idempotent.
 app.transport = Transport(app.conf.broker_consumer, app)
@@ -74,8 +78,8 @@ def main() -> None:
     unreachable broker is one clear line rather than a crashed agent.
     """
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        from streams import runtime
-        from streams.admin import ensure_topics
+        from trialwatch.streams import runtime
+        from trialwatch.streams.admin import ensure_topics
 
         asyncio.run(ensure_topics(settings))
         runtime.model.get()

@@ -29,10 +29,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 
-from schemas import codec as avro
-from streams import settings as settings_module
-from streams.admin import ensure_topics
-from streams.settings import Settings
+from trialwatch.schemas import codec as avro
+from trialwatch.streams import settings as settings_module
+from trialwatch.streams.admin import ensure_topics
+from trialwatch.streams.settings import Settings
 
 console = Console(stderr=True)
 RESULTS = Path("bench-results")
@@ -41,7 +41,7 @@ RESULTS = Path("bench-results")
 def bench_events(n_events: int, n_patients: int) -> list[dict]:
     """The first ``n_events`` events (event-time order) of a world of ``n_patients``,
     all enrolled within 30 days so that every patient appears in the input."""
-    from producers.simulator import PROFILES, simulate
+    from trialwatch.producers.simulator import PROFILES, simulate
 
     config = replace(PROFILES["full"], n_participants=n_patients, enrollment_days=30, seed=7)
     events = simulate(config).events
@@ -155,7 +155,7 @@ def bare_faust(s: Settings, topic: str, mode: str, n: int, workdir: Path) -> flo
         "BENCH_PORT": str(port),
         "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
     }
-    cmd = [sys.executable, "-m", "streams.bench_apps", "worker", "-l", "warn"]
+    cmd = [sys.executable, "-m", "trialwatch.streams.bench_apps", "worker", "-l", "warn"]
     url = f"http://127.0.0.1:{port}/bench"
     return run_subprocess_bench(cmd, env, url, n, workdir / f"{mode}-{run}.log")
 
@@ -170,7 +170,7 @@ def full_pipeline(env_base: dict, n: int, workdir: Path) -> float:
         "TRIALWATCH_WEB_PORT": str(port),
         "TRIALWATCH_STANDBY_REPLICAS": "0",
     }
-    cmd = [sys.executable, "-m", "streams", "worker", "-l", "warn"]
+    cmd = [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "warn"]
     url = f"http://127.0.0.1:{port}/health"
     return run_subprocess_bench(cmd, env, url, n, workdir / f"full-{run}.log")
 
@@ -178,7 +178,7 @@ def full_pipeline(env_base: dict, n: int, workdir: Path) -> float:
 # ----------------------------------------------------------------- latency
 async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, events, workdir):
     """Fresh worker; publish at ``rate``; time produce -> score/alert readable."""
-    from producers.publisher import Pacer
+    from trialwatch.producers.publisher import Pacer
 
     prefix = f"bench-lat-{uuid.uuid4().hex[:6]}."
     env = {**env_base, "TRIALWATCH_TOPIC_PREFIX": prefix}
@@ -194,7 +194,7 @@ async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, 
     log = workdir / f"lat-{port}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", "-l", "warn"],
+            [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "warn"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -296,10 +296,10 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     with console.status(f"simulating {patients:,} patients, keeping {events:,} events..."):
         input_events = bench_events(events, patients)
     topic = bench_settings.visit_events_topic
-    from streams.commands import ensure_model
+    from trialwatch.streams.commands import ensure_model
 
     ensure_model(s.model_dir)
-    from streams.microbench import micro_markdown, run_micro
+    from trialwatch.streams.microbench import micro_markdown, run_micro
 
     with console.status("component benchmarks (codec, simulator, scorer, publish)..."):
         micro = await run_micro(s, s.model_dir, input_events)

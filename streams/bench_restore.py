@@ -24,12 +24,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.progress import Progress
 
-from models.state import apply, to_record
-from schemas import codec as avro
-from streams import settings as settings_module
-from streams.admin import ensure_topics
-from streams.bench import RESULTS, _free_port, _get_json, worker_process
-from streams.settings import Settings
+from trialwatch.models.state import apply, to_record
+from trialwatch.schemas import codec as avro
+from trialwatch.streams import settings as settings_module
+from trialwatch.streams.admin import ensure_topics
+from trialwatch.streams.bench import RESULTS, _free_port, _get_json, worker_process
+from trialwatch.streams.settings import Settings
 
 PARTITIONS = 8
 
@@ -38,7 +38,7 @@ def template_records(n_patients: int = 2_000) -> list[dict]:
     """Final per-patient states of a simulated world: realistic ring fill and sizes."""
     from dataclasses import replace
 
-    from producers.simulator import PROFILES, simulate
+    from trialwatch.producers.simulator import PROFILES, simulate
 
     world = simulate(replace(PROFILES["quick"], n_participants=n_patients, seed=11))
     states = {}
@@ -102,7 +102,7 @@ def restore_once(
     }
     log = workdir / f"restore-{app_id}.log"
     started = time.monotonic()
-    cmd = [sys.executable, "-m", "streams", "worker", "-l", "warn"]
+    cmd = [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "warn"]
     with worker_process(cmd, env, log) as proc:
         while time.monotonic() < started + timeout_s:
             if proc.poll() is not None:

@@ -27,7 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from streams import metrics
+from trialwatch.streams import metrics
 
 log = logging.getLogger(__name__)
 

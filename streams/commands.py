@@ -14,8 +14,8 @@ from faust.cli import argument, option
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streams.app import app, settings
-from streams.settings import aiokafka_kwargs
+from trialwatch.streams.app import app, settings
+from trialwatch.streams.settings import aiokafka_kwargs
 
 console = Console(stderr=True)
 
@@ -45,8 +45,8 @@ def _report(report, what: str) -> None:
 
 
 async def _publish_events(records, total: int, description: str, pacer) -> object:
-    from producers.publisher import publish
-    from streams.admin import ensure_topics
+    from trialwatch.producers.publisher import publish
+    from trialwatch.streams.admin import ensure_topics
 
     await ensure_topics(settings)
     with _progress() as progress:
@@ -71,7 +71,7 @@ async def _publish_events(records, total: int, description: str, pacer) -> objec
 )
 async def simulate(self, profile, seed, speed, rate, write_path, no_publish):
     """Simulate a trial world and publish its events to the visit-events topic."""
-    from producers.publisher import Pacer
+    from trialwatch.producers.publisher import Pacer
 
     world = _simulate(profile, seed)
     if write_path:
@@ -88,7 +88,7 @@ async def simulate(self, profile, seed, speed, rate, write_path, no_publish):
 def _simulate(profile: str, seed: int | None):
     from dataclasses import replace
 
-    from producers.simulator import PROFILES, simulate
+    from trialwatch.producers.simulator import PROFILES, simulate
 
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
@@ -100,7 +100,7 @@ def _simulate(profile: str, seed: int | None):
 
 
 def _write_events(events, path: Path) -> None:
-    from producers.files import write_avro, write_jsonl
+    from trialwatch.producers.files import write_avro, write_jsonl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".avro":
@@ -117,7 +117,7 @@ def _write_events(events, path: Path) -> None:
 )
 async def stats(self, profile, seed, horizon):
     """Print the simulator's statistics next to the published target ranges."""
-    from producers.stats import render_stats, world_stats
+    from trialwatch.producers.stats import render_stats, world_stats
 
     world = _simulate(profile, seed)
     Console().print(render_stats(world_stats(world, horizon_days=horizon)))
@@ -137,8 +137,8 @@ async def replay(self, path, rate, speed, start):
 
 
 async def replay_file(path: Path, *, rate=None, speed=None, start: int = 0):
-    from producers.files import count_records, read_events
-    from producers.publisher import Pacer
+    from trialwatch.producers.files import count_records, read_events
+    from trialwatch.producers.publisher import Pacer
 
     total = max(count_records(path) - start, 0)
     records = ((r.number, r.event, r.error) for r in read_events(path, start=start))
@@ -162,8 +162,8 @@ async def train(self, profile, horizon, out_dir, seed):
 def ensure_model(model_dir: Path) -> None:
     """Train the quick model when there is none, or when the latest one no longer
     loads (trained by an older trialwatch with another artifact layout)."""
-    from models.exceptions import ArtifactError
-    from models.scorer import Scorer
+    from trialwatch.models.exceptions import ArtifactError
+    from trialwatch.models.scorer import Scorer
 
     try:
         Scorer.load(model_dir)
@@ -174,7 +174,7 @@ def ensure_model(model_dir: Path) -> None:
 
 
 def train_model(profile: str, horizon: int, out_dir: Path, seed: int | None = None) -> Path:
-    from models.training import train as train_fn
+    from trialwatch.models.training import train as train_fn
 
     with _progress() as progress:
         task = progress.add_task("training", total=1.0, rate="")
@@ -196,7 +196,7 @@ def train_model(profile: str, horizon: int, out_dir: Path, seed: int | None = No
 )
 async def backfill(self, path, out_dir, model_dir):
     """Score an event file offline (no Kafka): backfill FILE --out DIR."""
-    from producers.backfill import backfill_file
+    from trialwatch.producers.backfill import backfill_file
 
     if not Path(path).is_file():
         raise SystemExit(f"trialwatch backfill: no such file: {path}")
@@ -215,7 +215,7 @@ async def backfill(self, path, out_dir, model_dir):
 )
 async def alerts(self, as_json, from_beginning, limit, seconds):
     """Tail the risk-alerts topic as a live table (or JSON lines)."""
-    from streams.tail import tail_alerts
+    from trialwatch.streams.tail import tail_alerts
 
     await tail_alerts(
         settings, as_json=as_json, from_beginning=from_beginning, limit=limit, seconds=seconds
@@ -229,7 +229,7 @@ async def alerts(self, as_json, from_beginning, limit, seconds):
 )
 async def demo(self, duration, profile, speed):
     """Train if needed, start a worker, simulate a trial world, show alerts live."""
-    from streams.demo import run_demo
+    from trialwatch.streams.demo import run_demo
 
     await run_demo(settings, duration=duration, profile=profile, speed=speed)
 
@@ -249,11 +249,11 @@ async def demo(self, duration, profile, speed):
 async def bench(self, events, patients, repeats, quick, restore):
     """Benchmarks: bare aiokafka, bare Faust, full pipeline; latency at fixed rates."""
     if restore:
-        from streams.bench_restore import run_restore_bench
+        from trialwatch.streams.bench_restore import run_restore_bench
 
         sizes = [int(n.replace("_", "")) for n in restore.split(",") if n.strip()]
         await run_restore_bench(settings, sizes)
         return
-    from streams.bench import run_bench
+    from trialwatch.streams.bench import run_bench
 
     await run_bench(settings, events=events, patients=patients, repeats=repeats, quick=quick)

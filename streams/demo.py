@@ -23,9 +23,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.panel import Panel
 
-from streams import settings as settings_module
-from streams.admin import ensure_topics
-from streams.settings import Settings, aiokafka_kwargs
+from trialwatch.streams import settings as settings_module
+from trialwatch.streams.admin import ensure_topics
+from trialwatch.streams.settings import Settings, aiokafka_kwargs
 
 console = Console()
 
@@ -61,7 +61,7 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", "-l", "warn"],
+            [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "warn"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -80,9 +80,9 @@ def stop_worker(worker: subprocess.Popen) -> None:
 
 
 async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) -> None:
-    from producers.publisher import Pacer, publish
-    from streams.commands import _simulate, ensure_model
-    from streams.tail import tail_alerts
+    from trialwatch.producers.publisher import Pacer, publish
+    from trialwatch.streams.commands import _simulate, ensure_model
+    from trialwatch.streams.tail import tail_alerts
 
     ensure_model(s.model_dir)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import codec
-from schemas.exceptions import DecodeError
+from trialwatch.schemas import codec
+from trialwatch.schemas.exceptions import DecodeError
 
 log = logging.getLogger(__name__)
 

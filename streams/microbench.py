@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas import codec
+from trialwatch.schemas import codec
 
 
 def _median_time(fn, repeats: int = 5) -> float:
@@ -31,7 +31,7 @@ def codec_bench(events: list[dict]) -> dict:
     import avro.io
     import avro.schema
 
-    from schemas import registry
+    from trialwatch.schemas import registry
 
     sample = events[:20_000]
     encoded = [codec.encode(e) for e in sample]
@@ -73,7 +73,7 @@ def codec_bench(events: list[dict]) -> dict:
 
 
 def simulator_bench() -> dict:
-    from producers.simulator import PROFILES, simulate
+    from trialwatch.producers.simulator import PROFILES, simulate
 
     runs = []
     n = 0
@@ -87,9 +87,9 @@ def simulator_bench() -> dict:
 
 
 def scorer_bench(model_dir: Path, events: list[dict]) -> dict:
-    from models.features import build_rows, features
-    from models.scorer import Scorer
-    from models.state import apply
+    from trialwatch.models.features import build_rows, features
+    from trialwatch.models.scorer import Scorer
+    from trialwatch.models.state import apply
 
     scorer = Scorer.load(model_dir)
     sample = events[:20_000]
@@ -122,10 +122,10 @@ def scorer_bench(model_dir: Path, events: list[dict]) -> dict:
 
 
 async def publish_bench(settings, events: list[dict]) -> dict:
-    from producers.publisher import publish
-    from streams import settings as settings_module
-    from streams.admin import ensure_topics
-    from streams.settings import aiokafka_kwargs
+    from trialwatch.producers.publisher import publish
+    from trialwatch.streams import settings as settings_module
+    from trialwatch.streams.admin import ensure_topics
+    from trialwatch.streams.settings import aiokafka_kwargs
 
     prefix = f"bench-pub-{uuid.uuid4().hex[:6]}."
     s = settings_module.load(

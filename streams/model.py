@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from models.scorer import Scorer
-from schemas.exceptions import TrialwatchError
+from trialwatch.models.scorer import Scorer
+from trialwatch.schemas.exceptions import TrialwatchError
 
 log = logging.getLogger(__name__)
 

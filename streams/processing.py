@@ -23,13 +23,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from models.exceptions import ModelError, NotEnrolledError
-from models.pipeline import step
-from models.state import Outcome, PatientState
-from schemas import codec as avro
-from schemas.exceptions import DecodeError
-from streams import metrics
-from streams.cache import RiskCache
+from trialwatch.models.exceptions import ModelError, NotEnrolledError
+from trialwatch.models.pipeline import step
+from trialwatch.models.state import Outcome, PatientState
+from trialwatch.schemas import codec as avro
+from trialwatch.schemas.exceptions import DecodeError
+from trialwatch.streams import metrics
+from trialwatch.streams.cache import RiskCache
 
 log = logging.getLogger(__name__)
 

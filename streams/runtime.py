@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from functools import cache as _once
 
-from streams import metrics
-from streams.app import settings
-from streams.cache import RiskCache
-from streams.ledger import AlertLedger
-from streams.model import ModelHolder
-from streams.settings import aiokafka_kwargs
+from trialwatch.streams import metrics
+from trialwatch.streams.app import settings
+from trialwatch.streams.cache import RiskCache
+from trialwatch.streams.ledger import AlertLedger
+from trialwatch.streams.model import ModelHolder
+from trialwatch.streams.settings import aiokafka_kwargs
 
 model = ModelHolder(settings.model_dir)
 

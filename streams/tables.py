@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from faust.serializers import codecs
 
-from models.state import PatientState, from_record, to_record
-from schemas import codec as avro
-from streams.app import app, settings
+from trialwatch.models.state import PatientState, from_record, to_record
+from trialwatch.schemas import codec as avro
+from trialwatch.streams.app import app, settings
 
 
 class PatientStateCodec(codecs.Codec):

@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from schemas.exceptions import DecodeError
 
-from schemas import codec as avro
-from streams.settings import Settings, aiokafka_kwargs
+from trialwatch.schemas import codec as avro
+from trialwatch.schemas.exceptions import DecodeError
+from trialwatch.streams.settings import Settings, aiokafka_kwargs
 
 TIER_STYLE = {"CRITICAL": "bold red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "green"}
 

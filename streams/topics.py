@@ -6,9 +6,8 @@ to decode must reach the dead-letter topic byte for byte, with the reason.
 
 from __future__ import annotations
 
-import schemas.faust_codec  # noqa: F401  (registers the Avro codecs by name)
-
-from streams.app import app, settings
+import trialwatch.schemas.faust_codec  # noqa: F401  (registers the Avro codecs by name)
+from trialwatch.streams.app import app, settings
 
 visit_events_topic = app.topic(
     settings.visit_events_topic,

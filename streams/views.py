@@ -15,15 +15,15 @@ from typing import Any
 
 from faust import web
 
-from models.exceptions import ModelError
-from models.pipeline import step
-from models.state import PatientState
-from schemas.contract import normalize_event, validate_event
-from schemas.exceptions import TrialwatchError
-from streams import metrics, runtime
-from streams.agents import build_processor  # noqa: F401  (registers the agent first)
-from streams.app import app
-from streams.tables import patient_to_state
+from trialwatch.models.exceptions import ModelError
+from trialwatch.models.pipeline import step
+from trialwatch.models.state import PatientState
+from trialwatch.schemas.contract import normalize_event, validate_event
+from trialwatch.schemas.exceptions import TrialwatchError
+from trialwatch.streams import metrics, runtime
+from trialwatch.streams.agents import build_processor  # noqa: F401  (registers the agent first)
+from trialwatch.streams.app import app
+from trialwatch.streams.tables import patient_to_state
 
 MAX_POSTED_EVENTS = 10_000
 
@@ -126,7 +126,7 @@ def score_history(events: list[dict]) -> dict[str, Any]:
         return {"error": "no scorable event in the history"}
     reasons = last_alert["reasons"] if last_alert else None
     if reasons is None:
-        from models.features import features
+        from trialwatch.models.features import features
 
         x = features(state, last_score["event_time"])
         reasons = scorer.explain(x, k=3)
@@ -138,7 +138,7 @@ def score_history(events: list[dict]) -> dict[str, Any]:
 
 
 def _stateless_policy():
-    from models.alerts import AlertPolicy
+    from trialwatch.models.alerts import AlertPolicy
 
     return AlertPolicy(cooldown_days=runtime.settings.alert_cooldown_days)
 

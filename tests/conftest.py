@@ -57,7 +57,7 @@ def trained_model_path():
         import tempfile
         from pathlib import Path
 
-        from models.training import train
+        from trialwatch.models.training import train
 
         out = Path(tempfile.mkdtemp(prefix="trialwatch-model-"))
         _TRAINED["path"] = train(profile="quick", horizon_days=60, out_dir=out)

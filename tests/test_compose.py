@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.settings import ENV_VARS
+from trialwatch.streams.settings import ENV_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

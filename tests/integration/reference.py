@@ -12,12 +12,12 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from models.alerts import AlertPolicy
-from models.scorer import Scorer
-from models.state import PatientState, from_record
-from schemas import codec
-from streams.cache import RiskCache
-from streams.processing import EventProcessor, Outputs
+from trialwatch.models.alerts import AlertPolicy
+from trialwatch.models.scorer import Scorer
+from trialwatch.models.state import PatientState, from_record
+from trialwatch.schemas import codec
+from trialwatch.streams.cache import RiskCache
+from trialwatch.streams.processing import EventProcessor, Outputs
 
 
 @dataclass

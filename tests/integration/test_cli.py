@@ -10,10 +10,10 @@ import sys
 import uuid
 from pathlib import Path
 
-from producers.files import write_jsonl
-from producers.simulator import PROFILES, simulate
-from schemas import codec
 from tests.integration.worker import read_topic
+from trialwatch.producers.files import write_jsonl
+from trialwatch.producers.simulator import PROFILES, simulate
+from trialwatch.schemas import codec
 
 TRIALWATCH = str(Path(sys.executable).with_name("trialwatch"))
 

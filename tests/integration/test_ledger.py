@@ -8,13 +8,13 @@ from __future__ import annotations
 import time
 import uuid
 
-from schemas import codec
-from streams.cache import Claim, RiskCache
-from streams.ledger import CLOCK_SLACK_MS, AlertLedger
-from streams.processing import EventProcessor, Outputs
 from tests.integration.worker import publish_raw, read_topic
 from tests.kafka_util import create_topics
 from tests.schemas.factories import alert_factory
+from trialwatch.schemas import codec
+from trialwatch.streams.cache import Claim, RiskCache
+from trialwatch.streams.ledger import CLOCK_SLACK_MS, AlertLedger
+from trialwatch.streams.processing import EventProcessor, Outputs
 
 
 def _now_ms() -> int:

@@ -24,8 +24,6 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from producers.simulator import PROFILES, simulate
-from schemas import codec, registry
 from tests.integration.reference import expected_outputs, final_states
 from tests.integration.worker import (
     Namespace,
@@ -36,6 +34,8 @@ from tests.integration.worker import (
     wait_settled,
 )
 from tests.kafka_util import create_topics, free_port
+from trialwatch.producers.simulator import PROFILES, simulate
+from trialwatch.schemas import codec, registry
 
 pytestmark = pytest.mark.slow
 COOLDOWN = 30.0

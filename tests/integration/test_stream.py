@@ -10,12 +10,6 @@ from collections import Counter
 
 import pytest
 
-from models.scorer import Scorer
-from producers.backfill import backfill_events
-from producers.files import write_avro
-from producers.simulator import PROFILES, simulate
-from schemas import codec as avro
-from streams.settings import load as load_settings
 from tests.integration.worker import (
     Namespace,
     Worker,
@@ -26,6 +20,12 @@ from tests.integration.worker import (
     wait_settled,
 )
 from tests.kafka_util import create_topics, free_port
+from trialwatch.models.scorer import Scorer
+from trialwatch.producers.backfill import backfill_events
+from trialwatch.producers.files import write_avro
+from trialwatch.producers.simulator import PROFILES, simulate
+from trialwatch.schemas import codec as avro
+from trialwatch.streams.settings import load as load_settings
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def demo_events() -> list[dict]:
 
 
 def offline_records(events: list[dict]):
-    from models.alerts import AlertPolicy as Policy
     from tests.conftest import trained_model_path
+    from trialwatch.models.alerts import AlertPolicy as Policy
 
     scorer = Scorer.load(trained_model_path())
     policy = Policy(cooldown_days=load_settings({}).alert_cooldown_days)
@@ -139,7 +139,7 @@ def test_replaying_the_same_file_changes_no_score_and_raises_no_new_alert(
     write_avro(demo_events, history)
 
     done = subprocess.run(
-        [sys.executable, "-m", "streams", "replay", str(history)],
+        [sys.executable, "-m", "trialwatch.streams", "replay", str(history)],
         env=ns.env(), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

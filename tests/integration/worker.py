@@ -19,9 +19,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import codec as avro
-from streams import settings as settings_module
 from tests.kafka_util import free_port
+from trialwatch.schemas import codec as avro
+from trialwatch.streams import settings as settings_module
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Worker:
     def start(self, wait: bool = True) -> Worker:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", "-l", "info"],
+            [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "info"],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

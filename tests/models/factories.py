@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.contract import normalize_event
+from trialwatch.schemas.contract import normalize_event
 
 T0 = 1_704_067_200_000  # 2024-01-01
 DAY = 86_400_000

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.fastpredict import PREDICT_RAW, FastPredictor
-from models.features import N_FEATURES
-from models.scorer import Scorer
+from trialwatch.models.fastpredict import PREDICT_RAW, FastPredictor
+from trialwatch.models.features import N_FEATURES
+from trialwatch.models.scorer import Scorer
 
 
 def _rows(n: int, seed: int = 0) -> np.ndarray:
@@ -37,9 +37,9 @@ def test_fast_path_accepts_non_contiguous_views(quick_model_dir):
 
 def test_single_row_scores_equal_batch_scores(quick_model_dir):
     """The per-event path and the batch path give identical scores."""
-    from models.features import features
-    from models.state import apply
-    from producers.simulator import PROFILES, simulate
+    from trialwatch.models.features import features
+    from trialwatch.models.state import apply
+    from trialwatch.producers.simulator import PROFILES, simulate
 
     scorer = Scorer.load(quick_model_dir)
     states, rows, seen = {}, [], []

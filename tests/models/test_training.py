@@ -9,11 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from models.artifacts import resolve
-from models.exceptions import ArtifactError, ModelError
-from models.features import N_FEATURES, build_rows
-from models.scorer import Scorer
-from producers.simulator import SimulationConfig, simulate
+from trialwatch.models.artifacts import resolve
+from trialwatch.models.exceptions import ArtifactError, ModelError
+from trialwatch.models.features import N_FEATURES, build_rows
+from trialwatch.models.scorer import Scorer
+from trialwatch.producers.simulator import SimulationConfig, simulate
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_scorer_refuses_incomplete_or_mismatched_artifacts(quick_model_dir, tmp_
 
 
 def _rows_and_states():
-    from models.state import apply
+    from trialwatch.models.state import apply
 
     events = simulate(SimulationConfig(seed=21, n_participants=60, n_trials=3)).events
     rows = build_rows(events)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from producers.files import count_records, read_events, write_avro, write_jsonl
-from producers.simulator import SimulationConfig, simulate
+from trialwatch.producers.files import count_records, read_events, write_avro, write_jsonl
+from trialwatch.producers.simulator import SimulationConfig, simulate
 
 WORLD = simulate(SimulationConfig(seed=3, n_participants=40, n_trials=2))
 

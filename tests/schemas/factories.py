@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.contract import normalize_event
+from trialwatch.schemas.contract import normalize_event
 
 BASE_TIME = 1_700_000_000_000
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.contract import normalize_event, validate_event
-from schemas.exceptions import ContractViolation
 from tests.schemas.factories import EVENT_TYPES, event_factory
+from trialwatch.schemas.contract import normalize_event, validate_event
+from trialwatch.schemas.exceptions import ContractViolation
 
 
 @pytest.mark.parametrize("kind", EVENT_TYPES)

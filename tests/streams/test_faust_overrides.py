@@ -7,9 +7,9 @@ tests guard the wiring, which a refactor of ``streams/app.py`` could drop silent
 
 from __future__ import annotations
 
-from streams.app import app
-from streams.recovery import Recovery
-from streams.transport import IdempotentProducer
+from trialwatch.streams.app import app
+from trialwatch.streams.recovery import Recovery
+from trialwatch.streams.transport import IdempotentProducer
 
 
 async def test_every_producer_of_the_app_is_idempotent_with_acks_all():

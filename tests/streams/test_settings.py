@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from streams.settings import load
+from trialwatch.streams.settings import load
 
 
 def test_defaults_are_loopback_and_dev_stack():
