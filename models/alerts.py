@@ -12,7 +12,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from trialwatch.models.state import MS_PER_DAY, PatientState
+from trialwatch.models.state import PatientState
+from trialwatch.schemas.contract import MS_PER_DAY
 
 TIER_ORDER = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 TIER_RANK = {tier: rank for rank, tier in enumerate(TIER_ORDER)}

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 
-from trialwatch.models.economics import DAYS_PER_YEAR, MS_PER_DAY, PHASE_ECONOMICS
+from trialwatch.models.economics import PHASE_ECONOMICS, discount_per_day
 from trialwatch.models.retention import RETENTION_DAYS, log_survival_steps, survival_one
 from trialwatch.models.state import PatientState
+from trialwatch.schemas.contract import MS_PER_DAY
 
 __all__ = ["RETENTION_DAYS", "attendance_rate", "clv"]
 
@@ -36,17 +37,17 @@ def clv(state: PatientState, at_ms: int, curve, population_rate: float) -> tuple
     econ = PHASE_ECONOMICS[state.phase]
     attend = attendance_rate(state, population_rate)
     log_s, slopes = log_survival_steps(curve)
-    yearly = math.log1p(econ.annual_discount_rate) / DAYS_PER_YEAR
+    daily = discount_per_day(econ.annual_discount_rate)  # once per call, not per visit
     interval = state.visit_interval_days * MS_PER_DAY
     expected = certain = 0.0
     for k in range(state.resolved_visits + 1, state.planned_visits + 1):
         days = max((state.enrolled_at + k * interval - at_ms) / MS_PER_DAY, 0.0)
-        value = econ.visit_value * attend * math.exp(-yearly * days)
+        value = econ.visit_value * attend * math.exp(-daily * days)
         certain += value
         expected += value * survival_one(days, log_s, slopes)
     end_ms = state.enrolled_at + state.planned_visits * interval
     end_days = max((end_ms - at_ms) / MS_PER_DAY + 1, 0.0)
-    completion = econ.completion_value * math.exp(-yearly * end_days)
+    completion = econ.completion_value * math.exp(-daily * end_days)
     certain += completion
     expected += completion * survival_one(end_days, log_s, slopes)
     return expected, certain - expected

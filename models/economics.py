@@ -17,9 +17,9 @@ Sources for the defaults (orders of magnitude, not quotes of one trial):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-MS_PER_DAY = 86_400_000
 DAYS_PER_YEAR = 365.25
 
 REPLACEMENT_COST_USD = 19_533.0
@@ -44,6 +44,11 @@ PHASE_ECONOMICS: dict[str, PhaseEconomics] = {
 }
 
 
+def discount_per_day(annual_rate: float) -> float:
+    """Continuous daily discount rate equivalent to ``annual_rate`` compounded yearly."""
+    return math.log1p(annual_rate) / DAYS_PER_YEAR
+
+
 def discount_factor(days_ahead: float, annual_rate: float) -> float:
     """Present value of 1 USD received ``days_ahead`` days from now."""
-    return (1.0 + annual_rate) ** (-max(days_ahead, 0.0) / DAYS_PER_YEAR)
+    return math.exp(-discount_per_day(annual_rate) * max(days_ahead, 0.0))

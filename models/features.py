@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trialwatch.models.state import MS_PER_DAY, TERMINAL, Outcome, PatientState, apply
+from trialwatch.models.state import Outcome, PatientState, apply
+from trialwatch.schemas.contract import MS_PER_DAY, TERMINAL
 
 FEATURE_NAMES: tuple[str, ...] = (
     "days_enrolled",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trialwatch.models.features import RowSet
-from trialwatch.models.state import MS_PER_DAY
+from trialwatch.schemas.contract import MS_PER_DAY
 
 
 def withdrawal_times(events: list[dict]) -> dict[str, int]:

@@ -14,14 +14,19 @@ event_id, alert ids are deterministic and claimed in Redis.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from trialwatch.models.alerts import AlertPolicy, alert_id, decide
+from trialwatch.models.exceptions import NothingToScoreError
 from trialwatch.models.features import features
-from trialwatch.models.state import TERMINAL, Outcome, PatientState, apply, latest_key, with_alert
+from trialwatch.models.state import Outcome, PatientState, apply, latest_key, with_alert
+from trialwatch.schemas.contract import TERMINAL
 
 DEFAULT_POLICY = AlertPolicy()
+# Where a consumed event ends, as the worker's metrics and the backfill report name it.
+OUTCOME_LABELS = ("scored", "ended", "after_end", "duplicate", "dead_lettered")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,15 @@ class StepResult:
     score: dict | None = None
     alert: dict | None = None
     replayed: bool = False  # a duplicate whose outputs were rebuilt for re-sending
+
+    @property
+    def label(self) -> str:
+        """One of ``OUTCOME_LABELS`` (all but ``dead_lettered``, which the caller decides)."""
+        if self.outcome is Outcome.DUPLICATE:
+            return "duplicate"
+        if self.outcome is Outcome.AFTER_END:
+            return "after_end"
+        return "scored" if self.score is not None else "ended"
 
 
 def step(
@@ -104,3 +118,32 @@ def _alert_record(score: dict, tier: str, previous: str | None, x, scorer: Any) 
 
 
 ID_FIELDS = ("patient_id", "trial_id", "site_id", "event_id", "event_type", "event_time")
+
+
+def score_history(
+    events: Iterable[dict], scorer: Any, policy: AlertPolicy = DEFAULT_POLICY
+) -> dict[str, Any]:
+    """Replay one patient's history from fresh state; the latest score with its reasons.
+
+    What ``POST /score`` answers: nothing is read from or written to a table. The
+    reasons are the last alert's, or (no alert) the same TreeSHAP explanation
+    at the last scored event. Raises ``ModelError`` on an event the state refuses
+    and ``NothingToScoreError`` when no event produced a score.
+    """
+    state, last_score, last_alert = None, None, None
+    for event in sorted(events, key=lambda e: e["event_time"]):
+        result = step(state, event, scorer, policy)
+        state = result.state
+        last_score = result.score or last_score
+        last_alert = result.alert or last_alert
+    if state is None or last_score is None:
+        raise NothingToScoreError("no scorable event in the history")
+    if last_alert is not None:
+        reasons = last_alert["reasons"]
+    else:
+        reasons = scorer.explain(features(state, last_score["event_time"]), k=3)
+    return {
+        "score": last_score,
+        "recommended_action": scorer.recommended_action(last_score["tier"]),
+        "reasons": reasons,
+    }

@@ -45,7 +45,10 @@ def write_plots(out: Path, booster, X_test, y_test, p_test, logistic, oracle) ->
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    for name, score in (("LightGBM", p_test), ("logistic", logistic), ("oracle", oracle)):
+    curves = [("LightGBM", p_test), ("logistic", logistic)]
+    if oracle is not None:  # only a simulated world knows the true probabilities
+        curves.append(("oracle", oracle))
+    for name, score in curves:
         precision, recall, _ = precision_recall_curve(y_test, score)
         ax.plot(recall, precision, label=name)
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")

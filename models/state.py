@@ -29,9 +29,8 @@ from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 from trialwatch.models.exceptions import InvalidEventError, NotEnrolledError
-from trialwatch.schemas.contract import EVENT_TYPES
+from trialwatch.schemas.contract import EVENT_TYPES, MS_PER_DAY
 
-MS_PER_DAY = 86_400_000
 SEEN_RING = 32
 DEDUP_HORIZON_DAYS = 30
 VISIT_RING = 8
@@ -39,7 +38,6 @@ AE_RING = 8
 EPRO_RING = 6
 CONTACT_RING = 8
 DEFAULT_WINDOW_DAYS = 3
-TERMINAL = frozenset({"WITHDRAWN", "COMPLETED"})
 KNOWN = EVENT_TYPES  # the wire contract's event types
 
 

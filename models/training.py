@@ -1,4 +1,8 @@
-"""``trialwatch train``: simulate, build rows, train, calibrate, tier, evaluate, save.
+"""Training: build rows from an event history, train, calibrate, tier, evaluate, save.
+
+The events come in as an argument (``TrainingSet``): a simulated world (see
+``producers.training_sets``) or, later, a sponsor's own history. Only a
+simulated world carries ``Truth``, so only it gets the oracle and CLV sections.
 
 One row per applied, non-terminal event (``models.features.build_rows``), the
 label "withdraws within the next H days". Patients are split by enrolment time
@@ -11,8 +15,8 @@ the ORACLE (the simulator's true probabilities) on the same test rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from trialwatch.models.retention import RetentionModel, fit_retention
 from trialwatch.models.scorer import phase_index
 from trialwatch.models.state import Outcome, PatientState, apply
 from trialwatch.models.tiers import choose_tiers
+from trialwatch.schemas.contract import MS_PER_DAY
 
 Progress = Callable[[str, float], None]
 
@@ -46,6 +51,23 @@ CHURN_PARAMS = {
     "deterministic": True,
 }
 MAX_ROUNDS = 400
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What only a simulator knows, per event index of the training events."""
+
+    probability: Callable[[float], np.ndarray]  # horizon days -> true P(withdraw within it)
+    remaining_value: np.ndarray  # value the participant delivered after the event
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Events to learn from (event-time order), what they are, and any truth."""
+
+    events: Sequence[dict]
+    source: dict  # the model card's "data" section; carries "fingerprint_sha256"
+    truth: Truth | None = None
 
 
 @dataclass
@@ -69,27 +91,20 @@ def _noop(stage: str, fraction: float) -> None:
 
 
 def train(
-    profile: str = "quick",
+    data: TrainingSet,
     horizon_days: int = 60,
     out_dir: Path | str = "artifacts",
-    seed: int | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Train everything and write a versioned artifact; return its directory."""
-    from trialwatch.producers.simulator import PROFILES, simulate  # the world we learn from
-
     progress = progress or _noop
     started = time.perf_counter()
-    config = PROFILES[profile] if seed is None else replace(PROFILES[profile], seed=seed)
-    progress("simulating", 0.02)
-    world = simulate(config)
+    events, truth = data.events, data.truth
     progress("building features", 0.15)
-    rows = build_rows(world.events)
-    withdrawn = withdrawal_times(world.events)
+    rows = build_rows(events)
+    withdrawn = withdrawal_times(events)
     y = within(rows, withdrawn, horizon_days)
-    enrolled = {
-        e["patient_id"]: e["event_time"] for e in world.events if e["event_type"] == "ENROLLED"
-    }
+    enrolled = {e["patient_id"]: e["event_time"] for e in events if e["event_type"] == "ENROLLED"}
     split = split_by_patient(rows, enrolled)
     X = rows.X
 
@@ -103,14 +118,16 @@ def train(
     progress("baselines", 0.5)
     logistic_test = _logistic(X[split.train], y[split.train], X[split.test])
     one_rule_test = X[split.test, FEATURE_NAMES.index("days_since_last_visit")]
-    oracle_test = world.true_probability(horizon_days)[rows.event_index[split.test]]
+    oracle_test = None
+    if truth is not None:
+        oracle_test = truth.probability(horizon_days)[rows.event_index[split.test]]
 
     progress("tiers", 0.55)
     tiers = choose_tiers(p_valid, y[split.valid])
 
     progress("retention curve model", 0.6)
     retention = _fit_retention(X[split.valid], p_valid, rows, withdrawn, split.valid)
-    attendance = _population_attendance(world.events, split, rows)
+    attendance = _population_attendance(events, split, rows)
 
     progress("evaluating", 0.8)
     y_test = y[split.test]
@@ -120,13 +137,16 @@ def train(
         "one_rule_days_since_last_visit": binary_metrics(
             y_test, one_rule_test, probabilities=False
         ),
-        "oracle": binary_metrics(y_test, oracle_test),
     }
-    p_all = np.interp(churn.predict(X), cal_x, cal_y)
-    clv_table = _clv_calibration(world, rows, split, retention.curves(p_all, phase_index(X)),
-                                 attendance)  # fmt: skip
+    clv_table = None
+    if truth is not None:
+        metrics["oracle"] = binary_metrics(y_test, oracle_test)
+        p_all = np.interp(churn.predict(X), cal_x, cal_y)
+        curves = retention.curves(p_all, phase_index(X))
+        clv_table = _clv_calibration(events, truth, rows, split, curves, attendance)
 
-    version = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{world.fingerprint()[:8]}"
+    fingerprint = data.source["fingerprint_sha256"]
+    version = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{fingerprint[:8]}"
     root = Path(out_dir)
     version_dir = root / version
     version_dir.mkdir(parents=True, exist_ok=False)
@@ -152,12 +172,9 @@ def train(
         "horizon_days": horizon_days,
         "label": f"participant withdraws within {horizon_days} days after the event",
         "data": {
-            "generator": "trialwatch.producers.simulator",
-            "profile": profile,
-            "seed": config.seed,
-            "fingerprint_sha256": world.fingerprint(),
-            "participants": len(world.outcome),
-            "events": len(world.events),
+            **data.source,
+            "participants": len(enrolled),
+            "events": len(events),
             "rows": {"train": int(split.train.sum()), "valid": int(split.valid.sum()),
                      "test": int(split.test.sum())},
             "patients": {k: len(set(rows.patient_id[m])) for k, m in
@@ -168,7 +185,7 @@ def train(
         "model": {"trees": churn.num_trees(), "params": CHURN_PARAMS,
                   "retention": retention.to_json()},
         "test_metrics": metrics,
-        "ratio_to_oracle": {
+        "ratio_to_oracle": None if truth is None else {
             "roc_auc": metrics["lightgbm"]["roc_auc"] / metrics["oracle"]["roc_auc"],
             "pr_auc": metrics["lightgbm"]["pr_auc"] / metrics["oracle"]["pr_auc"],
         },
@@ -231,10 +248,9 @@ def _logistic(Xt, yt, Xtest) -> np.ndarray:
 
 def _fit_retention(X, p, rows: RowSet, withdrawn: dict[str, int], mask) -> RetentionModel:
     """The hazard model on validation rows (out-of-sample churn scores)."""
-    ms_per_day = 86_400_000
     times = rows.event_time[mask]
     w = np.array([withdrawn.get(pid, -1) for pid in rows.patient_id[mask]], dtype=np.float64)
-    days_to_withdrawal = np.where(w >= times, (w - times) / ms_per_day, np.inf)
+    days_to_withdrawal = np.where(w >= times, (w - times) / MS_PER_DAY, np.inf)
     days_to_end = X[:, FEATURE_NAMES.index("days_to_planned_end")]
     return fit_retention(p, phase_index(X), days_to_withdrawal, days_to_end)
 
@@ -250,7 +266,9 @@ def _population_attendance(events, split: Split, rows: RowSet) -> float:
     return done / max(done + missed, 1)
 
 
-def _clv_calibration(world, rows: RowSet, split: Split, curves, attendance) -> list[dict]:
+def _clv_calibration(
+    events: Sequence[dict], truth: Truth, rows: RowSet, split: Split, curves, attendance: float
+) -> list[dict]:
     """Predicted CLV vs the value test participants actually delivered, by decile."""
     test_idx = np.flatnonzero(split.test)
     states: dict[str, PatientState] = {}
@@ -258,7 +276,7 @@ def _clv_calibration(world, rows: RowSet, split: Split, curves, attendance) -> l
     predicted, realized = [], []
     test_patients = set(rows.patient_id[test_idx])
     pos = {int(e): i for i, e in enumerate(rows.event_index)}
-    for j, event in enumerate(world.events):
+    for j, event in enumerate(events):
         pid = event["patient_id"]
         if pid not in test_patients:
             continue
@@ -269,7 +287,7 @@ def _clv_calibration(world, rows: RowSet, split: Split, curves, attendance) -> l
         if j not in wanted:
             continue
         predicted.append(clv(state, event["event_time"], curves[pos[j]], attendance)[0])
-        realized.append(world.remaining_value[j])
+        realized.append(truth.remaining_value[j])
     return decile_calibration(np.array(predicted), np.array(realized))
 
 

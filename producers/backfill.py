@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trialwatch.models.alerts import AlertPolicy
-from trialwatch.models.exceptions import ModelError, NotEnrolledError
+from trialwatch.models.exceptions import ModelError
 from trialwatch.models.pipeline import step
 from trialwatch.models.scorer import Scorer
 from trialwatch.models.state import Outcome, PatientState
@@ -51,28 +51,20 @@ def backfill_events(
         patient_id = event["patient_id"]
         try:
             result = step(states.get(patient_id), event, scorer, policy)
-        except NotEnrolledError as exc:
-            yield BackfillRecord(number, "dead_lettered", reason=f"not_enrolled: {exc}")
-            continue
         except ModelError as exc:
-            yield BackfillRecord(number, "dead_lettered", reason=f"invalid_event: {exc}")
+            yield BackfillRecord(number, "dead_lettered", reason=f"{exc.reason}: {exc}")
             continue
         if result.outcome is Outcome.DUPLICATE:
-            yield BackfillRecord(number, "duplicate")
+            yield BackfillRecord(number, result.label)
             continue
         states[patient_id] = result.state
-        if result.outcome is Outcome.AFTER_END:
-            outcome = "after_end"
-        else:
-            outcome = "scored" if result.score is not None else "ended"
-        yield BackfillRecord(number, outcome, result.score, result.alert)
+        yield BackfillRecord(number, result.label, result.score, result.alert)
 
 
-def backfill_file(path: Path, out_dir: Path, model_dir: Path, settings: Any) -> dict:
+def backfill_file(path: Path, out_dir: Path, model_dir: Path, policy: AlertPolicy) -> dict:
     """Score ``path`` into ``out_dir``; return the report (also written as report.json)."""
     started = time.perf_counter()
     scorer = Scorer.load(model_dir)
-    policy = AlertPolicy(cooldown_days=settings.alert_cooldown_days)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
     scores: list[dict] = []

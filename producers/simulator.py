@@ -46,8 +46,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from trialwatch.models.economics import MS_PER_DAY, PHASE_ECONOMICS, discount_factor
-from trialwatch.schemas.contract import FIELDS
+from trialwatch.models.economics import PHASE_ECONOMICS, discount_factor
+from trialwatch.schemas.contract import FIELDS, MS_PER_DAY
 
 TARGET_DROPOUT: dict[str, tuple[float, float]] = {
     "I": (0.03, 0.15),

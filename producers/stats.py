@@ -9,10 +9,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from trialwatch.models.economics import MS_PER_DAY
 from trialwatch.producers.simulator import PROFILES, TARGET_DROPOUT, SimulatedWorld, simulate
-
-TERMINAL = ("WITHDRAWN", "COMPLETED")
+from trialwatch.schemas.contract import MS_PER_DAY, TERMINAL
 
 
 def label_base_rate(world: SimulatedWorld, horizon_days: int) -> float:

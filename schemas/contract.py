@@ -26,6 +26,8 @@ EVENT_TYPES = frozenset(
 SEXES = frozenset({"F", "M", "X"})
 ARMS = frozenset({"ACTIVE", "PLACEBO", "CONTROL"})
 PHASES = frozenset({"I", "II", "III", "IV"})
+TERMINAL = frozenset({"WITHDRAWN", "COMPLETED"})  # both end the participant's scoring
+MS_PER_DAY = 86_400_000  # event times are timestamp-millis
 MIN_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 

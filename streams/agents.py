@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-from trialwatch.models.alerts import AlertPolicy
 from trialwatch.streams import runtime
 from trialwatch.streams.app import app
 from trialwatch.streams.processing import EventProcessor, Outputs
@@ -45,8 +44,9 @@ def build_processor() -> EventProcessor:
         set_state=_set_state,
         alert_published=runtime.ledger().contains,
     )
-    policy = AlertPolicy(cooldown_days=runtime.settings.alert_cooldown_days)
-    return EventProcessor(runtime.model.get(), runtime.cache(), outputs, policy)
+    return EventProcessor(
+        runtime.model.get(), runtime.cache(), outputs, runtime.settings.alert_policy
+    )
 
 
 @app.agent(visit_events_topic)

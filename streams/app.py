@@ -13,10 +13,10 @@ import sys
 
 import faust
 
+from trialwatch.streams import runtime
 from trialwatch.streams import settings as settings_module
+from trialwatch.streams.runtime import settings
 from trialwatch.streams.transport import Transport
-
-settings = settings_module.load()
 
 
 def _credentials(s: settings_module.Settings) -> faust.types.auth.CredentialsT | None:
@@ -78,7 +78,6 @@ def main() -> None:
     unreachable broker is one clear line rather than a crashed agent.
     """
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        from trialwatch.streams import runtime
         from trialwatch.streams.admin import ensure_topics
 
         asyncio.run(ensure_topics(settings))

@@ -296,7 +296,7 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     with console.status(f"simulating {patients:,} patients, keeping {events:,} events..."):
         input_events = bench_events(events, patients)
     topic = bench_settings.visit_events_topic
-    from trialwatch.streams.commands import ensure_model
+    from trialwatch.streams.operations import ensure_model
 
     ensure_model(s.model_dir)
     from trialwatch.streams.microbench import micro_markdown, run_micro

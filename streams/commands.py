@@ -7,58 +7,14 @@ shell over ``producers/`` and ``models/``; none of them needs a worker running.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from faust.cli import argument, option
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from trialwatch.streams import operations
 from trialwatch.streams.app import app, settings
-from trialwatch.streams.settings import aiokafka_kwargs
-
-console = Console(stderr=True)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-        disable=not console.is_terminal and not sys.stderr.isatty(),
-    )
-
-
-def _report(report, what: str) -> None:
-    console.print(
-        f"[green]{what}[/]: sent {report.sent:,} events in {report.seconds:.1f}s "
-        f"({report.events_per_s:,.0f}/s); rejected {sum(report.rejected.values()):,}"
-    )
-    for reason, count in sorted(report.rejected.items()):
-        console.print(f"  rejected {count:,} x {reason}")
-    for position, reason in report.rejected_examples[:10]:
-        console.print(f"  e.g. record {position}: {reason}")
-
-
-async def _publish_events(records, total: int, description: str, pacer) -> object:
-    from trialwatch.producers.publisher import publish
-    from trialwatch.streams.admin import ensure_topics
-
-    await ensure_topics(settings)
-    with _progress() as progress:
-        task = progress.add_task(description, total=total or None, rate="")
-        report = await publish(
-            records,
-            settings.visit_events_topic,
-            aiokafka_kwargs(settings),
-            pacer=pacer,
-            on_progress=lambda n: progress.update(task, advance=n),
-        )
-    return report
+from trialwatch.streams.console import console, print_publish_report
 
 
 @app.command(
@@ -73,41 +29,17 @@ async def simulate(self, profile, seed, speed, rate, write_path, no_publish):
     """Simulate a trial world and publish its events to the visit-events topic."""
     from trialwatch.producers.publisher import Pacer
 
-    world = _simulate(profile, seed)
+    world = operations.simulate_world(profile, seed)
     if write_path:
-        _write_events(world.events, Path(write_path))
+        operations.write_events(world.events, Path(write_path))
     if no_publish:
         return
     records = ((i + 1, e, None) for i, e in enumerate(world.events))
-    report = await _publish_events(
-        records, len(world.events), f"publishing {profile}", Pacer(rate=rate, speed=speed)
+    pacer = Pacer(rate=rate, speed=speed)
+    report = await operations.publish_events(
+        settings, records, len(world.events), f"publishing {profile}", pacer
     )
-    _report(report, "simulate")
-
-
-def _simulate(profile: str, seed: int | None):
-    from dataclasses import replace
-
-    from trialwatch.producers.simulator import PROFILES, simulate
-
-    if profile not in PROFILES:
-        raise SystemExit(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    config = PROFILES[profile] if seed is None else replace(PROFILES[profile], seed=seed)
-    with console.status(f"simulating the {profile} world..."):
-        world = simulate(config)
-    console.print(f"simulated {len(world.events):,} events for {len(world.outcome):,} participants")
-    return world
-
-
-def _write_events(events, path: Path) -> None:
-    from trialwatch.producers.files import write_avro, write_jsonl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".avro":
-        write_avro(events, path)
-    else:
-        write_jsonl(events, path)
-    console.print(f"wrote {len(events):,} events to {path}")
+    print_publish_report(report, "simulate")
 
 
 @app.command(
@@ -119,7 +51,7 @@ async def stats(self, profile, seed, horizon):
     """Print the simulator's statistics next to the published target ranges."""
     from trialwatch.producers.stats import render_stats, world_stats
 
-    world = _simulate(profile, seed)
+    world = operations.simulate_world(profile, seed)
     Console().print(render_stats(world_stats(world, horizon_days=horizon)))
 
 
@@ -133,18 +65,7 @@ async def replay(self, path, rate, speed, start):
     """Publish a recorded event file (JSON lines or Avro container): replay FILE."""
     if not Path(path).is_file():
         raise SystemExit(f"trialwatch replay: no such file: {path}")
-    await replay_file(Path(path), rate=rate, speed=speed, start=start)
-
-
-async def replay_file(path: Path, *, rate=None, speed=None, start: int = 0):
-    from trialwatch.producers.files import count_records, read_events
-    from trialwatch.producers.publisher import Pacer
-
-    total = max(count_records(path) - start, 0)
-    records = ((r.number, r.event, r.error) for r in read_events(path, start=start))
-    report = await _publish_events(records, total, f"replaying {path.name}", Pacer(rate, speed))
-    _report(report, f"replay {path}")
-    return report
+    await operations.replay_file(settings, Path(path), rate=rate, speed=speed, start=start)
 
 
 @app.command(
@@ -155,36 +76,8 @@ async def replay_file(path: Path, *, rate=None, speed=None, start: int = 0):
 )
 async def train(self, profile, horizon, out_dir, seed):
     """Simulate, build features, train LightGBM + baselines + calibration + CLV."""
-    path = train_model(profile, horizon, Path(out_dir or settings.model_dir), seed)
+    path = operations.train_model(profile, horizon, Path(out_dir or settings.model_dir), seed)
     console.print(f"[green]model written to {path}")
-
-
-def ensure_model(model_dir: Path) -> None:
-    """Train the quick model when there is none, or when the latest one no longer
-    loads (trained by an older trialwatch with another artifact layout)."""
-    from trialwatch.models.exceptions import ArtifactError
-    from trialwatch.models.scorer import Scorer
-
-    try:
-        Scorer.load(model_dir)
-        return
-    except ArtifactError as exc:
-        console.print(f"[bold]no usable model ({exc}): training the quick model (~30 s)...")
-    train_model("quick", 60, model_dir)
-
-
-def train_model(profile: str, horizon: int, out_dir: Path, seed: int | None = None) -> Path:
-    from trialwatch.models.training import train as train_fn
-
-    with _progress() as progress:
-        task = progress.add_task("training", total=1.0, rate="")
-
-        def on_progress(stage: str, fraction: float) -> None:
-            progress.update(task, completed=fraction, description=f"training: {stage}")
-
-        return train_fn(
-            profile=profile, horizon_days=horizon, out_dir=out_dir, seed=seed, progress=on_progress
-        )
 
 
 @app.command(
@@ -202,7 +95,7 @@ async def backfill(self, path, out_dir, model_dir):
         raise SystemExit(f"trialwatch backfill: no such file: {path}")
     with console.status("backfilling..."):
         report = backfill_file(
-            Path(path), Path(out_dir), Path(model_dir or settings.model_dir), settings
+            Path(path), Path(out_dir), Path(model_dir or settings.model_dir), settings.alert_policy
         )
     console.print_json(json.dumps(report))
 

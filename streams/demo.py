@@ -81,7 +81,7 @@ def stop_worker(worker: subprocess.Popen) -> None:
 
 async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) -> None:
     from trialwatch.producers.publisher import Pacer, publish
-    from trialwatch.streams.commands import _simulate, ensure_model
+    from trialwatch.streams.operations import ensure_model, simulate_world
     from trialwatch.streams.tail import tail_alerts
 
     ensure_model(s.model_dir)
@@ -100,7 +100,7 @@ async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) 
         health = f"http://{demo_settings.web_host}:{demo_settings.web_port}/health"
         await asyncio.to_thread(wait_healthy, health, worker, log_path)
         console.print(f"[green]worker healthy[/] ({health}); worker log: {log_path}")
-        world = _simulate(profile, None)
+        world = simulate_world(profile)
         records = ((i + 1, e, None) for i, e in enumerate(world.events))
         publisher = asyncio.create_task(
             publish(

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from trialwatch.models.pipeline import OUTCOME_LABELS
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_IN = Counter("trialwatch_events_in", "Visit events consumed", registry=REGISTRY)
 OUTCOMES = Counter(
     "trialwatch_event_outcomes",
-    "Where each consumed event ended: scored, ended (terminal event applied), "
-    "duplicate, after_end, dead_lettered",
+    "Where each consumed event ended: " + ", ".join(OUTCOME_LABELS),
     ["outcome"],
     registry=REGISTRY,
 )

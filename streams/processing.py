@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trialwatch.models.exceptions import ModelError, NotEnrolledError
+from trialwatch.models.exceptions import ModelError
 from trialwatch.models.pipeline import step
 from trialwatch.models.state import Outcome, PatientState
 from trialwatch.schemas import codec as avro
@@ -61,7 +61,7 @@ class EventProcessor:
         self.policy = policy
 
     async def process(self, key: bytes | None, value: bytes, origin: str = "") -> str:
-        """Handle one message; return its outcome (a label of ``metrics.OUTCOMES``)."""
+        """Handle one message; return its outcome (one of ``models.pipeline.OUTCOME_LABELS``)."""
         started = time.perf_counter()
         metrics.EVENTS_IN.inc()
         outcome = await self._process(key, value, origin)
@@ -83,10 +83,8 @@ class EventProcessor:
             )
         try:
             result = step(self.out.get_state(patient_key), event, self.scorer, self.policy)
-        except NotEnrolledError as exc:
-            return await self._dead_letter(key, value, "not_enrolled", str(exc), origin)
         except ModelError as exc:
-            return await self._dead_letter(key, value, "invalid_event", str(exc), origin)
+            return await self._dead_letter(key, value, exc.reason, str(exc), origin)
         except Exception as exc:  # a bug must not kill the worker or lose the event
             log.exception("internal error on %s", origin or "an event")
             return await self._dead_letter(key, value, "internal_error", type(exc).__name__, origin)
@@ -96,16 +94,14 @@ class EventProcessor:
                 await self.out.send_score(patient_key, result.score)
                 if result.alert is not None:
                     await self.emit_alert(patient_key, result.alert)
-            return "duplicate"
+            return result.label
         if result.score is not None:
             await self.out.send_score(patient_key, result.score)
             self.cache.put_score(result.score)
         if result.alert is not None:
             await self.emit_alert(patient_key, result.alert)
         self.out.set_state(patient_key, result.state)
-        if result.outcome is Outcome.AFTER_END:
-            return "after_end"
-        return "scored" if result.score is not None else "ended"
+        return result.label
 
     async def emit_alert(self, patient_key: bytes, alert: dict) -> None:
         alert_id = alert["alert_id"]

@@ -1,16 +1,20 @@
-"""Process-wide objects of a worker: settings, the model, the Redis cache."""
+"""Process-wide objects of a worker: settings, the model, the Redis cache, the ledger.
+
+Nothing here imports the Faust app: the app and every module on it take these.
+"""
 
 from __future__ import annotations
 
 from functools import cache as _once
 
 from trialwatch.streams import metrics
-from trialwatch.streams.app import settings
+from trialwatch.streams import settings as settings_module
 from trialwatch.streams.cache import RiskCache
 from trialwatch.streams.ledger import AlertLedger
 from trialwatch.streams.model import ModelHolder
 from trialwatch.streams.settings import aiokafka_kwargs
 
+settings = settings_module.load()
 model = ModelHolder(settings.model_dir)
 
 

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from trialwatch.models.alerts import AlertPolicy
+
 # Every variable the app reads (docker-compose.yml and the README are tested against it).
 ENV_VARS: dict[str, str] = {
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
@@ -60,6 +62,11 @@ class Settings:
     kafka_sasl_password: str
     kafka_ssl_cafile: str
     redis_tls_cafile: str
+
+    @property
+    def alert_policy(self) -> AlertPolicy:
+        """The one place the alert policy is built from configuration."""
+        return AlertPolicy(cooldown_days=self.alert_cooldown_days)
 
     # Topic names: <prefix><name>, so several deployments (or tests) share a broker.
     @property

@@ -6,7 +6,7 @@ to decode must reach the dead-letter topic byte for byte, with the reason.
 
 from __future__ import annotations
 
-import trialwatch.schemas.faust_codec  # noqa: F401  (registers the Avro codecs by name)
+import trialwatch.streams.codecs  # noqa: F401  (registers the Avro codecs by name)
 from trialwatch.streams.app import app, settings
 
 visit_events_topic = app.topic(

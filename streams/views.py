@@ -16,7 +16,7 @@ from typing import Any
 from faust import web
 
 from trialwatch.models.exceptions import ModelError
-from trialwatch.models.pipeline import step
+from trialwatch.models.pipeline import score_history
 from trialwatch.models.state import PatientState
 from trialwatch.schemas.contract import normalize_event, validate_event
 from trialwatch.schemas.exceptions import TrialwatchError
@@ -107,40 +107,11 @@ class ScoreView(web.View):
                 raise ValueError("all events must belong to one patient")
         except (ValueError, KeyError, TypeError, TrialwatchError) as exc:
             return self.json({"error": f"bad request: {exc}"}, status=400)
-        return self.json(score_history(checked))
-
-
-def score_history(events: list[dict]) -> dict[str, Any]:
-    """Replay a history with fresh state (nothing is read from or written to the table)."""
-    scorer = runtime.model.get()
-    state, last_score, last_alert = None, None, None
-    try:
-        for event in sorted(events, key=lambda e: e["event_time"]):
-            result = step(state, event, scorer, _stateless_policy())
-            state = result.state
-            last_score = result.score or last_score
-            last_alert = result.alert or last_alert
-    except ModelError as exc:
-        return {"error": str(exc)}
-    if last_score is None:
-        return {"error": "no scorable event in the history"}
-    reasons = last_alert["reasons"] if last_alert else None
-    if reasons is None:
-        from trialwatch.models.features import features
-
-        x = features(state, last_score["event_time"])
-        reasons = scorer.explain(x, k=3)
-    return {
-        "score": _finite(last_score),
-        "recommended_action": scorer.recommended_action(last_score["tier"]),
-        "reasons": _finite(reasons),
-    }
-
-
-def _stateless_policy():
-    from trialwatch.models.alerts import AlertPolicy
-
-    return AlertPolicy(cooldown_days=runtime.settings.alert_cooldown_days)
+        try:
+            result = score_history(checked, runtime.model.get(), runtime.settings.alert_policy)
+        except ModelError as exc:
+            return self.json({"error": str(exc), "reason": exc.reason}, status=422)
+        return self.json(_finite(result))
 
 
 def _finite(obj: Any) -> Any:

@@ -58,9 +58,10 @@ def trained_model_path():
         from pathlib import Path
 
         from trialwatch.models.training import train
+        from trialwatch.producers.training_sets import profile_training_set
 
         out = Path(tempfile.mkdtemp(prefix="trialwatch-model-"))
-        _TRAINED["path"] = train(profile="quick", horizon_days=60, out_dir=out)
+        _TRAINED["path"] = train(profile_training_set("quick"), horizon_days=60, out_dir=out)
     return _TRAINED["path"]
 
 

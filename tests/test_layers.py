@@ -89,9 +89,7 @@ def test_layers_point_down(package: str) -> None:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
             if root in FORBIDDEN_THIRD_PARTY[package]:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
-    assert not wrong, f"{package} must import only {sorted(ALLOWED[package])}:\n" + "\n".join(
-        wrong
-    )
+    assert not wrong, f"{package} must import only {sorted(ALLOWED[package])}:\n" + "\n".join(wrong)
 
 
 def _graph() -> dict[str, set[str]]:

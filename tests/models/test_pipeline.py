@@ -11,10 +11,11 @@ from tests.models.factories import history_factory
 from trialwatch.models.alerts import AlertPolicy, alert_id, decide
 from trialwatch.models.pipeline import step
 from trialwatch.models.scorer import Scorer
-from trialwatch.models.state import MS_PER_DAY, apply, with_alert
+from trialwatch.models.state import apply, with_alert
 from trialwatch.producers.backfill import backfill_events, backfill_file
 from trialwatch.producers.files import write_jsonl
 from trialwatch.producers.simulator import PROFILES, simulate
+from trialwatch.schemas.contract import MS_PER_DAY
 from trialwatch.streams.settings import load as load_settings
 
 
@@ -57,7 +58,7 @@ def test_backfill_scores_equal_the_scorers(scorer, quick_model_dir, tmp_path):
     events = simulate(PROFILES["demo"]).events[:1500]
     path = tmp_path / "events.jsonl"
     write_jsonl(events, path)
-    report = backfill_file(path, tmp_path / "out", quick_model_dir, load_settings({}))
+    report = backfill_file(path, tmp_path / "out", quick_model_dir, load_settings({}).alert_policy)
     written = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").open()]
     assert report["scores"] == len(written) > 0
     states: dict = {}

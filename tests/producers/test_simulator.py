@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from trialwatch.models.economics import MS_PER_DAY, PHASE_ECONOMICS, discount_factor
+from trialwatch.models.economics import PHASE_ECONOMICS, discount_factor
 from trialwatch.producers.simulator import PROFILES, TARGET_DROPOUT, SimulationConfig, simulate
 from trialwatch.producers.stats import label_base_rate, world_stats
-from trialwatch.schemas.contract import validate_event
+from trialwatch.schemas.contract import MS_PER_DAY, validate_event
 
 SMALL = SimulationConfig(seed=5, n_participants=600, n_trials=8)
 
