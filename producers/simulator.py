@@ -99,7 +99,21 @@ class SimulationConfig:
         ("III", 0.43),
         ("IV", 0.15),
     )
-    hazard_scale: float = 1.0
+    hazard_scale: float = 1.0  # baseline hazard multiplier
+    # Shifts of the population and the protocol (1.0 / 0.0 / 0.85 = the worlds as they
+    # always were, byte for byte): for evaluation on other worlds and domain randomization.
+    ae_rate_scale: float = 1.0  # adverse-event rate multiplier
+    visit_interval_scale: float = 1.0  # days between visits (and trial length) multiplier
+    visit_count_scale: float = 1.0  # planned visits multiplier (visit burden)
+    distance_scale: float = 1.0  # median distance to site multiplier
+    age_shift: float = 0.0  # years added to every age (clipped to 18-95)
+    engagement_mean: float = 0.85  # mean latent engagement at enrolment
+
+
+SHIFT_PARAMETERS = (
+    "hazard_scale", "ae_rate_scale", "visit_interval_scale", "visit_count_scale",
+    "distance_scale", "age_shift", "engagement_mean",
+)  # fmt: skip
 
 
 PROFILES: dict[str, SimulationConfig] = {
@@ -166,6 +180,8 @@ def make_trials(config: SimulationConfig, rng: random.Random) -> list[Trial]:
     for t in range(config.n_trials):
         phase = _choice(rng, config.phase_mix)
         visits, interval, window = SCHEDULES[phase]
+        visits = max(2, round(visits * config.visit_count_scale))
+        interval = max(3, round(interval * config.visit_interval_scale))
         sites = tuple(
             (f"S{t:03d}-{s:02d}", rng.gauss(0.0, 0.25)) for s in range(config.sites_per_trial)
         )
@@ -210,10 +226,11 @@ class _Participant:
         self.trial = trial
         self.patient_id = f"P{index:07d}"
         self.site_id, site_effect = trial.sites[rng.randrange(len(trial.sites))]
-        self.age = int(rng.uniform(18, 55)) if trial.phase == "I" else int(rng.uniform(25, 85))
+        age = rng.uniform(18, 55) if trial.phase == "I" else rng.uniform(25, 85)
+        self.age = int(min(max(age + config.age_shift, 18.0), 95.0))
         self.sex = _choice(rng, (("F", 0.49), ("M", 0.49), ("X", 0.02)))
         self.arm = "ACTIVE" if trial.phase == "IV" else _choice(rng, ARM_WEIGHTS)
-        self.distance_km = round(math.exp(rng.gauss(math.log(15), 0.9)), 1)
+        self.distance_km = round(math.exp(rng.gauss(math.log(15 * config.distance_scale), 0.9)), 1)
         self.enrolled_at = WORLD_START_MS + int(rng.uniform(0, config.enrollment_days) * MS_PER_DAY)
         self.end_ms = self.enrolled_at + trial.planned_visits * trial.interval_days * MS_PER_DAY
         e = HAZARD_EFFECTS
@@ -227,7 +244,7 @@ class _Participant:
             + rng.gauss(0.0, 0.3)  # frailty: real, and invisible to any model
         )
         self.base = BASE_HAZARD[trial.phase] * config.hazard_scale
-        self.engagement = min(1.0, max(0.2, rng.gauss(0.85, 0.12)))
+        self.engagement = min(1.0, max(0.2, rng.gauss(config.engagement_mean, 0.12)))
         self.visits: list[tuple[int, bool, float]] = []  # (time, attended, late days)
         self.aes: list[tuple[int, int, bool]] = []
         self.epro_first: float | None = None
@@ -292,6 +309,7 @@ class _Participant:
         rng, trial = self.rng, self.trial
         happenings: list[tuple[int, str]] = []
         ae_rate = (0.012 if self.arm == "ACTIVE" else 0.007) * (1.4 if trial.phase == "I" else 1.0)
+        ae_rate *= self.config.ae_rate_scale
         t = self.enrolled_at
         while True:
             t += int(rng.expovariate(ae_rate) * MS_PER_DAY)
