@@ -120,13 +120,16 @@ def fit_retention(
     phase_index: np.ndarray,
     days_to_withdrawal: np.ndarray,
     days_to_end: np.ndarray,
+    days_observed: np.ndarray | None = None,
 ) -> RetentionModel:
     """Per-bucket logistic hazards (training only: scikit-learn).
 
     ``days_to_withdrawal`` is +inf for rows of participants who never withdraw.
     A bucket with fewer than ``MIN_EVENTS_PER_BUCKET`` withdrawals among its
     at-risk rows keeps the previous bucket's coefficients, its intercept shifted
-    by log(width ratio) (the same daily hazard, to first order).
+    by log(width ratio) (the same daily hazard, to first order). ``days_observed``
+    (inf = to the end) leaves a row out of a bucket whose end the history does
+    not reach, unless the withdrawal came first: censored, not a survivor.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -136,6 +139,8 @@ def fit_retention(
     beta = np.zeros(len(WIDTHS))
     for b, (lo, hi) in enumerate(itertools.pairwise(EDGES)):
         at_risk = (days_to_withdrawal > lo) & (days_to_end >= hi)
+        if days_observed is not None:
+            at_risk &= (days_to_withdrawal <= hi) | (days_observed >= hi)
         y = (days_to_withdrawal[at_risk] <= hi).astype(int)
         if y.sum() < MIN_EVENTS_PER_BUCKET or y.sum() == len(y):
             if b == 0:

@@ -1,21 +1,24 @@
 """Training: build rows from an event history, train, calibrate, tier, evaluate, save.
 
-The events come in as an argument (``TrainingSet``): a simulated world (see
-``producers.training_sets``) or, later, a sponsor's own history. Only a
-simulated world carries ``Truth``, so only it gets the oracle and CLV sections.
+The events come in as an argument (``TrainingSet``): simulated worlds (see
+``producers.training_sets``) or a sponsor's own history read from a file. Only
+a simulated world carries ``Truth``, so only it gets the oracle and CLV sections.
 
-One row per applied, non-terminal event (``models.features.build_rows``), the
-label "withdraws within the next H days". Patients are split by enrolment time
-(earliest 60% train, next 20% validation, last 20% test), so no patient sits in
-two folds and the test set is the future. In the same run: a logistic
-regression and a one-rule baseline (days since the last completed visit), and
-the ORACLE (the simulator's true probabilities) on the same test rows.
+One row per applied, non-terminal event (``models.dataset.collect``: streamed,
+float32, censored at the file's end), the label "withdraws within the next H
+days". Patients are split by enrolment time (earliest 60% train, next 20%
+validation, last 20% test), so no patient sits in two folds and the test set is
+the future. In the same run: a logistic regression and a one-rule baseline
+(days since the last completed visit), the ORACLE (the simulator's true
+probabilities) on the same test rows, and the same model scored on any extra
+evaluation sets (worlds built with other parameters: does it transfer?).
 """
 
 from __future__ import annotations
 
+import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,14 +28,13 @@ import numpy as np
 
 from trialwatch.models import artifacts
 from trialwatch.models.clv import clv
-from trialwatch.models.features import FEATURE_NAMES, RowSet, build_rows
-from trialwatch.models.labels import withdrawal_times, within
+from trialwatch.models.dataset import Record, RowTable, collect
+from trialwatch.models.features import FEATURE_NAMES
 from trialwatch.models.metrics import binary_metrics, decile_calibration, tier_metrics
 from trialwatch.models.retention import RetentionModel, fit_retention
 from trialwatch.models.scorer import phase_index
 from trialwatch.models.state import Outcome, PatientState, apply
 from trialwatch.models.tiers import choose_tiers
-from trialwatch.schemas.contract import MS_PER_DAY
 
 Progress = Callable[[str, float], None]
 
@@ -51,6 +53,7 @@ CHURN_PARAMS = {
     "deterministic": True,
 }
 MAX_ROUNDS = 400
+LOGISTIC_MAX_ROWS = 1_000_000  # the baseline on a sample: it needs float64 copies
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,26 @@ class Truth:
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Events to learn from (event-time order), what they are, and any truth."""
+    """Events to learn from, what they are, and any truth.
 
-    events: Sequence[dict]
+    Either ``events`` in memory (a simulated world, event-time order) or
+    ``read``: a callable that streams ``(number, event, error)`` records of a
+    file once (``size`` records, for progress). Truth needs ``events``.
+    """
+
+    events: Sequence[dict] | None
     source: dict  # the model card's "data" section; carries "fingerprint_sha256"
     truth: Truth | None = None
+    read: Callable[[], Iterable[Record]] | None = None
+    size: int | None = None
+
+    def records(self) -> Iterable[Record]:
+        if self.read is not None:
+            return self.read()
+        return ((i, e, None) for i, e in enumerate(self.events or (), start=1))
+
+    def expected_records(self) -> int | None:
+        return self.size if self.read is not None else len(self.events or ())
 
 
 @dataclass
@@ -77,17 +95,35 @@ class Split:
     test: np.ndarray
 
 
-def split_by_patient(rows: RowSet, enrolled_at: dict[str, int]) -> Split:
-    """Patients ordered by enrolment: 60/20/20. Returns row masks."""
-    order = sorted(enrolled_at, key=lambda p: (enrolled_at[p], p))
+def split_by_patient(rows: RowTable) -> Split:
+    """Patients ordered by enrolment: 60/20/20. Row masks of labelled (uncensored) rows."""
+    order = sorted(
+        range(len(rows.patient_ids)), key=lambda c: (rows.enrolled_at[c], rows.patient_ids[c])
+    )
     n = len(order)
-    fold = {p: 0 if i < 0.6 * n else 1 if i < 0.8 * n else 2 for i, p in enumerate(order)}
-    f = np.array([fold[p] for p in rows.patient_id])
-    return Split(train=f == 0, valid=f == 1, test=f == 2)
+    fold = np.empty(n, dtype=np.int8)
+    for i, c in enumerate(order):
+        fold[c] = 0 if i < 0.6 * n else 1 if i < 0.8 * n else 2
+    f = fold[rows.patient]
+    return Split(train=(f == 0) & rows.observed, valid=(f == 1) & rows.observed,
+                 test=(f == 2) & rows.observed)  # fmt: skip
 
 
 def _noop(stage: str, fraction: float) -> None:
     return None
+
+
+def read_rows(
+    data: TrainingSet, horizon_days: int, progress: Progress, stage: str, lo: float, hi: float
+) -> RowTable:
+    """``collect`` with progress mapped onto [lo, hi] of the whole run."""
+    total = data.expected_records()
+
+    def tick(n: int) -> None:
+        progress(f"{stage} ({n:,} records)", lo + (hi - lo) * min(n / max(total or n, 1), 1.0))
+
+    progress(stage, lo)
+    return collect(data.records(), horizon_days, total=total, progress=tick)
 
 
 def train(
@@ -95,18 +131,26 @@ def train(
     horizon_days: int = 60,
     out_dir: Path | str = "artifacts",
     progress: Progress | None = None,
+    evaluations: Mapping[str, TrainingSet] | None = None,
 ) -> Path:
-    """Train everything and write a versioned artifact; return its directory."""
+    """Train everything and write a versioned artifact; return its directory.
+
+    ``evaluations`` are other histories (e.g. worlds simulated with other
+    parameters) the finished model is scored on, for the model card.
+    """
     progress = progress or _noop
     started = time.perf_counter()
-    events, truth = data.events, data.truth
-    progress("building features", 0.15)
-    rows = build_rows(events)
-    withdrawn = withdrawal_times(events)
-    y = within(rows, withdrawn, horizon_days)
-    enrolled = {e["patient_id"]: e["event_time"] for e in events if e["event_type"] == "ENROLLED"}
-    split = split_by_patient(rows, enrolled)
-    X = rows.X
+    truth = data.truth
+    if truth is not None and data.events is None:
+        raise ValueError("truth needs the events in memory (TrainingSet.events)")
+    rows = read_rows(data, horizon_days, progress, "building features", 0.05, 0.3)
+    split = split_by_patient(rows)
+    if not (split.train.any() and split.valid.any() and split.test.any()):
+        raise ValueError(
+            f"too little labelled history to train: {len(rows.patient_ids)} participants, "
+            f"{int(rows.observed.sum())} labelled rows"
+        )
+    X, y = rows.X, rows.y
 
     progress("training LightGBM", 0.3)
     churn = _fit_churn(X[split.train], y[split.train], X[split.valid], y[split.valid])
@@ -126,10 +170,10 @@ def train(
     tiers = choose_tiers(p_valid, y[split.valid])
 
     progress("retention curve model", 0.6)
-    retention = _fit_retention(X[split.valid], p_valid, rows, withdrawn, split.valid)
-    attendance = _population_attendance(events, split, rows)
+    retention = _fit_retention(X[split.valid], p_valid, rows, split.valid)
+    attendance = _population_attendance(rows, split)
 
-    progress("evaluating", 0.8)
+    progress("evaluating", 0.65)
     y_test = y[split.test]
     metrics = {
         "lightgbm": binary_metrics(y_test, p_test),
@@ -139,11 +183,18 @@ def train(
         ),
     }
     clv_table = None
+    transfer = {"test split": _transfer_row(y_test, p_test, oracle_test)}
     if truth is not None:
         metrics["oracle"] = binary_metrics(y_test, oracle_test)
-        p_all = np.interp(churn.predict(X), cal_x, cal_y)
-        curves = retention.curves(p_all, phase_index(X))
-        clv_table = _clv_calibration(events, truth, rows, split, curves, attendance)
+        curves = retention.curves(p_test, phase_index(X[split.test]))
+        clv_table = _clv_calibration(data, rows, split, curves, attendance)
+
+    def predict(Xe: np.ndarray) -> np.ndarray:
+        return np.interp(churn.predict(Xe), cal_x, cal_y)
+
+    for k, (name, other) in enumerate((evaluations or {}).items()):
+        share = 0.65 + 0.2 * k / max(len(evaluations or {}), 1)
+        transfer[name] = _evaluate(other, predict, horizon_days, progress, name, share)
 
     fingerprint = data.source["fingerprint_sha256"]
     version = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{fingerprint[:8]}"
@@ -173,14 +224,16 @@ def train(
         "label": f"participant withdraws within {horizon_days} days after the event",
         "data": {
             **data.source,
-            "participants": len(enrolled),
-            "events": len(events),
+            "participants": len(rows.patient_ids),
+            "events": rows.report["records"],
+            "input": rows.report,
             "rows": {"train": int(split.train.sum()), "valid": int(split.valid.sum()),
                      "test": int(split.test.sum())},
-            "patients": {k: len(set(rows.patient_id[m])) for k, m in
+            "patients": {k: len(np.unique(rows.patient[m])) for k, m in
                          (("train", split.train), ("valid", split.valid), ("test", split.test))},
             "base_rate": {"train": float(y[split.train].mean()), "test": float(y_test.mean())},
-            "split": "by patient, ordered by enrolment time: 60/20/20",
+            "split": "by patient, ordered by enrolment time: 60/20/20; censored rows "
+                     "(horizon past the file's end, no withdrawal seen) left out",
         },
         "model": {"trees": churn.num_trees(), "params": CHURN_PARAMS,
                   "retention": retention.to_json()},
@@ -189,9 +242,11 @@ def train(
             "roc_auc": metrics["lightgbm"]["roc_auc"] / metrics["oracle"]["roc_auc"],
             "pr_auc": metrics["lightgbm"]["pr_auc"] / metrics["oracle"]["pr_auc"],
         },
+        "transfer": transfer,
         "tiers": {**tiers.to_json(), "at_test": tier_metrics(y_test, p_test, tiers.thresholds)},
         "clv_decile_calibration": clv_table,
         "training_seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }  # fmt: skip
     artifacts.write_json(version_dir, "model_card.json", card)
     progress("plots", 0.9)
@@ -240,43 +295,46 @@ def _logistic(Xt, yt, Xtest) -> np.ndarray:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if len(Xt) > LOGISTIC_MAX_ROWS:  # a baseline: a fixed sample keeps memory bounded
+        keep = np.random.default_rng(11).choice(len(Xt), LOGISTIC_MAX_ROWS, replace=False)
+        Xt, yt = Xt[np.sort(keep)], yt[np.sort(keep)]
     model = make_pipeline(
         SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=2000)
     )
     return model.fit(Xt, yt).predict_proba(Xtest)[:, 1]
 
 
-def _fit_retention(X, p, rows: RowSet, withdrawn: dict[str, int], mask) -> RetentionModel:
+def _fit_retention(X, p, rows: RowTable, mask) -> RetentionModel:
     """The hazard model on validation rows (out-of-sample churn scores)."""
-    times = rows.event_time[mask]
-    w = np.array([withdrawn.get(pid, -1) for pid in rows.patient_id[mask]], dtype=np.float64)
-    days_to_withdrawal = np.where(w >= times, (w - times) / MS_PER_DAY, np.inf)
-    days_to_end = X[:, FEATURE_NAMES.index("days_to_planned_end")]
-    return fit_retention(p, phase_index(X), days_to_withdrawal, days_to_end)
+    days_to_end = X[:, FEATURE_NAMES.index("days_to_planned_end")].astype(np.float64)
+    return fit_retention(
+        p,
+        phase_index(X),
+        rows.days_to_withdrawal()[mask],
+        days_to_end,
+        days_observed=rows.days_observed()[mask],
+    )
 
 
-def _population_attendance(events, split: Split, rows: RowSet) -> float:
-    train_patients = set(rows.patient_id[split.train])
-    done = sum(
-        e["event_type"] == "VISIT_COMPLETED" for e in events if e["patient_id"] in train_patients
-    )
-    missed = sum(
-        e["event_type"] == "VISIT_MISSED" for e in events if e["patient_id"] in train_patients
-    )
+def _population_attendance(rows: RowTable, split: Split) -> float:
+    train_patients = np.unique(rows.patient[split.train])
+    done = int(rows.completed_visits[train_patients].sum())
+    missed = int(rows.missed_visits[train_patients].sum())
     return done / max(done + missed, 1)
 
 
 def _clv_calibration(
-    events: Sequence[dict], truth: Truth, rows: RowSet, split: Split, curves, attendance: float
+    data: TrainingSet, rows: RowTable, split: Split, curves, attendance: float
 ) -> list[dict]:
     """Predicted CLV vs the value test participants actually delivered, by decile."""
+    truth = data.truth
+    assert truth is not None and data.events is not None
     test_idx = np.flatnonzero(split.test)
+    curve_of = {int(e): curves[i] for i, e in enumerate(rows.event_index[test_idx])}
+    test_patients = {rows.patient_ids[c] for c in np.unique(rows.patient[test_idx])}
     states: dict[str, PatientState] = {}
-    wanted = set(rows.event_index[test_idx].tolist())
     predicted, realized = [], []
-    test_patients = set(rows.patient_id[test_idx])
-    pos = {int(e): i for i, e in enumerate(rows.event_index)}
-    for j, event in enumerate(events):
+    for j, event in enumerate(data.events):
         pid = event["patient_id"]
         if pid not in test_patients:
             continue
@@ -284,11 +342,54 @@ def _clv_calibration(
         if outcome is Outcome.DUPLICATE:
             continue
         states[pid] = state
-        if j not in wanted:
+        if j not in curve_of:
             continue
-        predicted.append(clv(state, event["event_time"], curves[pos[j]], attendance)[0])
+        predicted.append(clv(state, event["event_time"], curve_of[j], attendance)[0])
         realized.append(truth.remaining_value[j])
     return decile_calibration(np.array(predicted), np.array(realized))
+
+
+def _transfer_row(y: np.ndarray, p: np.ndarray, oracle: np.ndarray | None) -> dict:
+    """Discrimination and calibration-in-the-large, each beside the oracle's."""
+    model = binary_metrics(y, p)
+    realized = float(y.mean())
+    row = {
+        "rows": len(y),
+        "base_rate": realized,
+        "roc_auc": model["roc_auc"],
+        "pr_auc": model["pr_auc"],
+        "calibration_in_the_large": float(p.mean()) / realized if realized else None,
+        "calibration_slope": model["calibration_slope"],
+    }
+    if oracle is not None:
+        truth = binary_metrics(y, oracle, probabilities=False)
+        row.update(
+            oracle_roc_auc=truth["roc_auc"],
+            oracle_pr_auc=truth["pr_auc"],
+            oracle_calibration_in_the_large=float(oracle.mean()) / realized if realized else None,
+            roc_auc_ratio=model["roc_auc"] / truth["roc_auc"],
+            pr_auc_ratio=model["pr_auc"] / truth["pr_auc"],
+        )
+    return row
+
+
+def _evaluate(
+    data: TrainingSet,
+    predict: Callable[[np.ndarray], np.ndarray],
+    horizon_days: int,
+    progress: Progress,
+    name: str,
+    at: float,
+) -> dict:
+    """The finished model on another history: every labelled row (no split needed)."""
+    rows = read_rows(data, horizon_days, progress, f"evaluating on {name}", at, at + 0.05)
+    mask = rows.observed
+    oracle = None
+    if data.truth is not None:
+        oracle = data.truth.probability(horizon_days)[rows.event_index[mask]]
+    row = _transfer_row(rows.y[mask], predict(rows.X[mask]), oracle)
+    keep = ("profile", "seed", "parameters", "fingerprint_sha256", "file")
+    return {"data": {k: v for k, v in data.source.items() if k in keep}, **row}
 
 
 def _log_to_mlflow(version_dir: Path, card: dict) -> None:

@@ -1,16 +1,63 @@
-"""Simulated worlds as training input: the events, what they are, and the truth.
+"""Training input: simulated worlds, families of them, and a sponsor's event file.
 
 ``models.training.train`` takes a ``TrainingSet`` and knows nothing of the
-simulator; this is where a simulated world becomes one (the CLI composes
-``simulate`` and ``train`` through it).
+simulator or of files; this is where a world, a randomized family of worlds or
+an event file becomes one (the CLI composes them with ``train``).
+
+Why families: a model fitted to one simulated world learns that world's
+protocol scale and population (visit interval, AE rate, baseline hazard), and
+its top-of-ranking and calibration do not transfer to a trial built otherwise.
+The shipped profiles therefore train on worlds whose parameters are drawn at
+random around the profile (domain randomization), and every model card is
+scored on fixed SHIFTED worlds that no training world equals.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
 
 from trialwatch.models.training import TrainingSet, Truth
-from trialwatch.producers.simulator import PROFILES, SimulatedWorld, simulate
+from trialwatch.producers.files import JSON_SUFFIXES, count_records, read_events
+from trialwatch.producers.simulator import (
+    PROFILES,
+    SHIFT_PARAMETERS,
+    SimulatedWorld,
+    SimulationConfig,
+    simulate,
+)
+
+# How each profile's training worlds are drawn: number of worlds, participants and
+# trials per world. The same participant count as the profile's single world.
+FAMILIES: dict[str, tuple[int, int, int]] = {
+    "quick": (6, 1_000, 8),
+    "full": (20, 2_000, 8),
+}
+# Evaluation worlds: fixed parameters outside the middle of the randomization
+# ranges, each with its own seed (no training world is one of them).
+SHIFTED_WORLDS: dict[str, dict] = {
+    "nominal (default parameters, unseen seed)": {},
+    "high burden (visits every 0.6x days, 1.6x visits, 2x AEs, 1.4x hazard)": {
+        "visit_interval_scale": 0.6,
+        "visit_count_scale": 1.6,
+        "ae_rate_scale": 2.0,
+        "hazard_scale": 1.4,
+    },
+    "remote, older, low hazard (2.5x distance, +8 years, engagement 0.80, 0.6x hazard)": {
+        "distance_scale": 2.5,
+        "age_shift": 8.0,
+        "engagement_mean": 0.80,
+        "hazard_scale": 0.6,
+        "phase_mix": (("I", 0.05), ("II", 0.2), ("III", 0.6), ("IV", 0.15)),
+    },
+}
+SHIFTED_PARTICIPANTS = {"quick": 2_000, "full": 3_000}
 
 
 def world_training_set(world: SimulatedWorld, profile: str) -> TrainingSet:
@@ -21,15 +68,140 @@ def world_training_set(world: SimulatedWorld, profile: str) -> TrainingSet:
             "generator": "trialwatch.producers.simulator",
             "profile": profile,
             "seed": world.seed,
+            "parameters": _parameters(world.config),
             "fingerprint_sha256": world.fingerprint(),
         },
         truth=Truth(probability=world.true_probability, remaining_value=world.remaining_value),
     )
 
 
-def profile_training_set(profile: str, seed: int | None = None) -> TrainingSet:
-    """Simulate a named profile (optionally re-seeded) and wrap it for training."""
+def randomized_configs(base: SimulationConfig, worlds: int, participants: int, trials: int):
+    """``worlds`` configurations with parameters drawn around ``base`` (seeded by it)."""
+    rng = random.Random(base.seed * 7919 + 1)
+    configs = []
+    for k in range(worlds):
+        weights = [rng.uniform(0.3, 1.0) * w for _, w in base.phase_mix]
+        total = sum(weights)
+        configs.append(
+            replace(
+                base,
+                seed=base.seed * 1000 + k,
+                n_participants=participants,
+                n_trials=trials,
+                phase_mix=tuple(
+                    (phase, w / total)
+                    for (phase, _), w in zip(base.phase_mix, weights, strict=True)
+                ),
+                hazard_scale=math.exp(rng.uniform(math.log(0.5), math.log(2.0))),
+                ae_rate_scale=math.exp(rng.uniform(math.log(0.5), math.log(2.5))),
+                visit_interval_scale=rng.uniform(0.6, 1.6),
+                visit_count_scale=rng.uniform(0.6, 1.6),
+                distance_scale=math.exp(rng.uniform(math.log(0.5), math.log(3.0))),
+                age_shift=rng.uniform(-10.0, 10.0),
+                engagement_mean=rng.uniform(0.75, 0.92),
+            )
+        )
+    return configs
+
+
+def family_training_set(profile: str, configs: list[SimulationConfig]) -> TrainingSet:
+    """Several worlds as one history: ids prefixed per world, truth concatenated."""
+    worlds = [simulate(c) for c in configs]
+    events: list[dict] = []
+    for k, world in enumerate(worlds):
+        tag = f"W{k:02d}-"
+        for e in world.events:
+            events.append(
+                {
+                    **e,
+                    "event_id": tag + e["event_id"],
+                    "patient_id": tag + e["patient_id"],
+                    "trial_id": tag + e["trial_id"],
+                    "site_id": tag + e["site_id"],
+                }
+            )
+    remaining = np.concatenate([w.remaining_value for w in worlds])
+
+    def probability(horizon_days: float) -> np.ndarray:
+        return np.concatenate([w.true_probability(horizon_days) for w in worlds])
+
+    digest = hashlib.sha256("".join(w.fingerprint() for w in worlds).encode()).hexdigest()
+    return TrainingSet(
+        events=events,
+        source={
+            "generator": "trialwatch.producers.simulator, domain-randomized family",
+            "profile": profile,
+            "worlds": [{"seed": c.seed, "parameters": _parameters(c)} for c in configs],
+            "fingerprint_sha256": digest,
+        },
+        truth=Truth(probability=probability, remaining_value=remaining),
+    )
+
+
+def shifted_evaluations(profile: str) -> dict[str, TrainingSet]:
+    """The fixed shifted worlds every model card of ``profile`` is scored on."""
+    base = PROFILES[profile]
+    n = SHIFTED_PARTICIPANTS.get(profile, 2_000)
+    out = {}
+    for k, (name, shift) in enumerate(SHIFTED_WORLDS.items()):
+        config = replace(base, seed=base.seed + 90_001 + k, n_participants=n, **shift)
+        out[name] = world_training_set(simulate(config), profile)
+    return out
+
+
+def profile_training_set(
+    profile: str, seed: int | None = None, randomized: bool = True
+) -> TrainingSet:
+    """A named profile's training data: its randomized family (or, with
+    ``randomized=False``, its single world), optionally re-seeded."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     config = PROFILES[profile] if seed is None else replace(PROFILES[profile], seed=seed)
+    if randomized and profile in FAMILIES:
+        return family_training_set(profile, randomized_configs(config, *FAMILIES[profile]))
     return world_training_set(simulate(config), profile)
+
+
+def file_training_set(path: Path | str) -> TrainingSet:
+    """A sponsor's history: a VisitEvent file (.jsonl or .avro) read as a stream.
+
+    Raises FileNotFoundError / ValueError with the file's name when it cannot be used.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such event file: {path}")
+    if path.suffix not in (".avro", *JSON_SUFFIXES):
+        raise ValueError(f"unknown event file type {path.suffix!r} ({path}): use .jsonl or .avro")
+
+    def read() -> Iterator[tuple[int, dict | None, str | None]]:
+        return ((r.number, r.event, r.error) for r in read_events(path))
+
+    return TrainingSet(
+        events=None,
+        source={
+            "generator": "event file",
+            "file": str(path),
+            "format": "avro" if path.suffix == ".avro" else "jsonl",
+            "bytes": path.stat().st_size,
+            "fingerprint_sha256": _file_sha256(path),
+        },
+        read=read,
+        size=count_records(path),
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _parameters(config: SimulationConfig) -> dict:
+    values = asdict(config)
+    return {
+        "n_participants": config.n_participants,
+        "phase_mix": {phase: round(w, 3) for phase, w in config.phase_mix},
+        **{name: round(values[name], 3) for name in SHIFT_PARAMETERS},
+    }

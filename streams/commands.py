@@ -69,14 +69,29 @@ async def replay(self, path, rate, speed, start):
 
 
 @app.command(
-    option("--profile", default="quick", help="quick (demo/tests) or full"),
+    option("--profile", default=None, help="quick (demo/tests, the default) or full"),
+    option("--events", "events_path", default=None,
+           help="train on this event file instead (.jsonl or .avro, a sponsor's history)"),
     option("--horizon", type=int, default=60, help="label: withdraws within H days"),
     option("--out", "out_dir", default=None, help="artifact root (default TRIALWATCH_MODEL_DIR)"),
     option("--seed", type=int, default=None),
-)
-async def train(self, profile, horizon, out_dir, seed):
-    """Simulate, build features, train LightGBM + baselines + calibration + CLV."""
-    path = operations.train_model(profile, horizon, Path(out_dir or settings.model_dir), seed)
+)  # fmt: skip
+async def train(self, profile, events_path, horizon, out_dir, seed):
+    """Train LightGBM + baselines + calibration + CLV on simulated worlds or --events FILE."""
+    events = None
+    if events_path is not None:
+        if profile is not None or seed is not None:
+            raise SystemExit("trialwatch train: --events and --profile/--seed exclude each other")
+        events = Path(events_path)
+        if not events.is_file():
+            raise SystemExit(f"trialwatch train: no such file: {events_path}")
+        if events.suffix not in (".avro", ".jsonl", ".json", ".ndjson"):
+            raise SystemExit(f"trialwatch train: {events_path}: use a .jsonl or .avro file")
+    if horizon <= 0:
+        raise SystemExit("trialwatch train: --horizon must be a positive number of days")
+    path = operations.train_model(
+        profile or "quick", horizon, Path(out_dir or settings.model_dir), seed, events=events
+    )
     console.print(f"[green]model written to {path}")
 
 

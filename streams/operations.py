@@ -73,10 +73,21 @@ async def replay_file(s: Settings, path: Path, *, rate=None, speed=None, start: 
     return report
 
 
-def train_model(profile: str, horizon: int, out_dir: Path, seed: int | None = None) -> Path:
-    """Simulate the profile's world and train on it; return the artifact directory."""
+def train_model(
+    profile: str,
+    horizon: int,
+    out_dir: Path,
+    seed: int | None = None,
+    events: Path | None = None,
+) -> Path:
+    """Train on the profile's randomized worlds, or on an event file (``events``),
+    scored also on the shifted worlds; return the artifact directory."""
     from trialwatch.models.training import train
-    from trialwatch.producers.training_sets import profile_training_set
+    from trialwatch.producers.training_sets import (
+        file_training_set,
+        profile_training_set,
+        shifted_evaluations,
+    )
 
     with progress_bar() as progress:
         task = progress.add_task("training", total=1.0, rate="")
@@ -84,9 +95,40 @@ def train_model(profile: str, horizon: int, out_dir: Path, seed: int | None = No
         def on_progress(stage: str, fraction: float) -> None:
             progress.update(task, completed=fraction, description=f"training: {stage}")
 
-        on_progress("simulating", 0.02)
-        data = profile_training_set(profile, seed)
-        return train(data, horizon_days=horizon, out_dir=out_dir, progress=on_progress)
+        if events is not None:
+            on_progress(f"hashing {events.name}", 0.01)
+            data = file_training_set(events)
+        else:
+            on_progress("simulating", 0.01)
+            data = profile_training_set(profile, seed)
+        on_progress("simulating the shifted evaluation worlds", 0.03)
+        evaluations = shifted_evaluations("quick" if events is not None else profile)
+        path = train(
+            data, horizon_days=horizon, out_dir=out_dir, progress=on_progress,
+            evaluations=evaluations,
+        )  # fmt: skip
+    print_training_input(path)
+    return path
+
+
+def print_training_input(version_dir: Path) -> None:
+    """What the training run made of its input: rejected records by number, censoring."""
+    import json
+
+    card = json.loads((version_dir / "model_card.json").read_text())
+    report = card["data"]["input"]
+    rejected = report["rejected"]
+    console.print(
+        f"read {report['records']:,} records: {report['rows']:,} rows "
+        f"({report['censored_rows']:,} censored at the end of the history), "
+        f"{report['duplicates']:,} duplicates, {rejected['count']:,} rejected"
+    )
+    for item in rejected["first"]:
+        console.print(f"  record {item['number']}: {item['reason']}")
+    if rejected["count"] > len(rejected["first"]):
+        by_reason = ", ".join(f"{k} {v:,}" for k, v in rejected["by_reason"].items())
+        console.print(f"  ... {rejected['count'] - len(rejected['first']):,} more ({by_reason})")
+    console.print(f"peak RSS {card['peak_rss_mb']:,.0f} MB, {card['training_seconds']} s")
 
 
 def ensure_model(model_dir: Path) -> None:
