@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trialwatch.models.exceptions import ModelError
-from trialwatch.models.features import N_FEATURES, feature_list
+from trialwatch.models.features import N_FEATURES, days_to_planned_end, feature_list
 from trialwatch.models.labels import label
 from trialwatch.models.state import Outcome, PatientState, apply
 from trialwatch.schemas.contract import MS_PER_DAY, TERMINAL
@@ -46,6 +46,7 @@ class RowTable:
     event_index: np.ndarray  # int64: record number - 1 (the event's position)
     patient: np.ndarray  # int32: index into ``patient_ids``
     event_time: np.ndarray  # int64 ms
+    days_to_end: np.ndarray  # float64: days to the planned last visit (retention fit)
     y: np.ndarray  # int8: withdraws within (t, t + H]
     observed: np.ndarray  # bool: the label is known (False = censored)
     patient_ids: list[str]
@@ -116,6 +117,7 @@ def collect(
     index: list[int] = []
     patient: list[int] = []
     times: list[int] = []
+    to_end: list[float] = []
     last_time = -(2**62)
     n_records = 0
     for number, event, error in records:
@@ -162,6 +164,7 @@ def collect(
         index.append(number - 1)
         patient.append(c)
         times.append(t)
+        to_end.append(days_to_planned_end(state, t))
         if len(pending) >= CHUNK_ROWS:
             buffer.add(pending)
             pending = []
@@ -187,6 +190,7 @@ def collect(
         event_index=np.array(index, dtype=np.int64),
         patient=patient_arr,
         event_time=event_time,
+        days_to_end=np.array(to_end, dtype=np.float64),
         y=y,
         observed=observed,
         patient_ids=ids,

@@ -5,9 +5,17 @@ all call, so the three see bitwise-identical rows. Missing values are NaN
 (LightGBM routes them; the logistic baseline imputes): no ePRO yet, no AE yet,
 no completed visit yet, compliance before the first scheduled visit.
 
+Time is measured in the participant's own visit intervals where the meaning is
+"how far along the schedule" (enrolled, since the last visit, remaining), and
+counts become shares or rates: a model trained on one protocol's scale (visits
+every 14 or 28 days, 6 or 14 of them) then reads another protocol the same way.
+The protocol's absolute interval and visit count are not features: across
+trials they act as trial identifiers, which a model memorises and which do not
+transfer to a sponsor's other trials.
+
     >>> from trialwatch.models.features import FEATURE_NAMES
     >>> FEATURE_NAMES[:3]
-    ('days_enrolled', 'trial_progress', 'visit_compliance')
+    ('intervals_enrolled', 'trial_progress', 'visit_compliance')
 """
 
 from __future__ import annotations
@@ -22,16 +30,16 @@ from trialwatch.models.state import Outcome, PatientState, apply
 from trialwatch.schemas.contract import MS_PER_DAY, TERMINAL
 
 FEATURE_NAMES: tuple[str, ...] = (
-    "days_enrolled",
+    "intervals_enrolled",
     "trial_progress",
     "visit_compliance",
-    "missed_visits",
+    "missed_share",
     "consecutive_missed",
     "missed_last3",
-    "days_since_last_visit",
+    "intervals_since_last_visit",
     "mean_late_days",
     "last_late_days",
-    "ae_count",
+    "ae_per_30d",
     "ae_max_grade",
     "ae_grade_sum_30d",
     "serious_ae_30d",
@@ -48,9 +56,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "arm",
     "phase",
     "distance_km",
-    "planned_visits",
-    "visit_interval_days",
-    "days_to_planned_end",
+    "visits_remaining",
 )
 N_FEATURES = len(FEATURE_NAMES)
 SEX_CODE = {"F": 0.0, "M": 1.0, "X": 2.0}
@@ -89,17 +95,19 @@ def feature_list(s: PatientState, at: int) -> list[float]:
         if reached:
             break
         consecutive_unreached += 1
+    resolved = s.completed_visits + s.missed_visits
+    enrolled_days = (at - s.enrolled_at) / day
     return [
-        (at - s.enrolled_at) / day,
+        (at - s.enrolled_at) / interval_ms,
         s.resolved_visits / s.planned_visits,
         s.completed_visits / expected if expected else NAN,
-        float(s.missed_visits),
+        s.missed_visits / resolved if resolved else NAN,
         float(consecutive),
         float(sum(1 for _n, _t, attended, _l in last3 if not attended)),
-        (at - last_completed) / day,
+        (at - last_completed) / interval_ms,
         s.late_ms_sum / day / s.completed_visits if s.completed_visits else NAN,
         attended_late[-1] if attended_late else NAN,
-        float(s.ae_count),
+        s.ae_count * 30.0 / max(enrolled_days, 30.0),
         float(s.ae_max_grade),
         float(sum(g for g, _ in recent_aes)),
         float(any(ser for _, ser in recent_aes)),
@@ -116,10 +124,13 @@ def feature_list(s: PatientState, at: int) -> list[float]:
         ARM_CODE.get(s.arm, NAN),
         PHASE_CODE.get(s.phase, NAN),
         s.distance_km,
-        float(s.planned_visits),
-        float(s.visit_interval_days),
-        (s.enrolled_at + s.planned_visits * interval_ms - at) / day,
+        (s.enrolled_at + s.planned_visits * interval_ms - at) / interval_ms,
     ]
+
+
+def days_to_planned_end(s: PatientState, at: int) -> float:
+    """Days from ``at`` to the participant's planned last visit (retention fit)."""
+    return (s.enrolled_at + s.planned_visits * s.visit_interval_days * MS_PER_DAY - at) / MS_PER_DAY
 
 
 @dataclass

@@ -15,16 +15,18 @@ def _n(value: float) -> int:
 
 
 PHRASES = {
-    "days_enrolled": lambda v: f"{_n(v)} days since enrolment",
+    "intervals_enrolled": lambda v: f"{v:.1f} visit intervals since enrolment",
     "trial_progress": lambda v: f"{v:.0%} of scheduled visits resolved",
     "visit_compliance": lambda v: f"attended {v:.0%} of the visits expected by now",
-    "missed_visits": lambda v: f"missed {_n(v)} visit(s) in total",
+    "missed_share": lambda v: f"missed {v:.0%} of the visits so far",
     "consecutive_missed": lambda v: f"missed the last {_n(v)} visit(s) in a row",
     "missed_last3": lambda v: f"missed {_n(v)} of the last 3 visits",
-    "days_since_last_visit": lambda v: f"{_n(v)} days since the last completed visit",
+    "intervals_since_last_visit": lambda v: (
+        f"{v:.1f} visit intervals since the last completed visit"
+    ),
     "mean_late_days": lambda v: f"arrives {v:.1f} days late on average",
     "last_late_days": lambda v: f"last visit {v:.1f} days late",
-    "ae_count": lambda v: f"{_n(v)} adverse event(s) so far",
+    "ae_per_30d": lambda v: f"{v:.1f} adverse events per 30 days enrolled",
     "ae_max_grade": lambda v: f"worst adverse event grade {_n(v)}",
     "ae_grade_sum_30d": lambda v: f"adverse events totalling grade {_n(v)} in the last 30 days",
     "serious_ae_30d": lambda v: (
@@ -49,9 +51,7 @@ PHRASES = {
     "arm": lambda v: f"{_ARM.get(v, 'unknown')} arm",
     "phase": lambda v: f"phase {_PHASE.get(v, '?')} trial",
     "distance_km": lambda v: f"lives {v:.0f} km from the site",
-    "planned_visits": lambda v: f"{_n(v)} scheduled visits in the protocol",
-    "visit_interval_days": lambda v: f"a visit every {_n(v)} days",
-    "days_to_planned_end": lambda v: f"{_n(v)} days until the planned end",
+    "visits_remaining": lambda v: f"{v:.1f} visit intervals until the planned end",
 }
 assert set(PHRASES) == set(FEATURE_NAMES), "every feature needs a phrase"
 

@@ -9,7 +9,7 @@ float32, censored at the file's end), the label "withdraws within the next H
 days". Patients are split by enrolment time (earliest 60% train, next 20%
 validation, last 20% test), so no patient sits in two folds and the test set is
 the future. In the same run: a logistic regression and a one-rule baseline
-(days since the last completed visit), the ORACLE (the simulator's true
+(visit intervals since the last completed visit), the ORACLE (the simulator's true
 probabilities) on the same test rows, and the same model scored on any extra
 evaluation sets (worlds built with other parameters: does it transfer?).
 """
@@ -161,7 +161,7 @@ def train(
 
     progress("baselines", 0.5)
     logistic_test = _logistic(X[split.train], y[split.train], X[split.test])
-    one_rule_test = X[split.test, FEATURE_NAMES.index("days_since_last_visit")]
+    one_rule_test = X[split.test, FEATURE_NAMES.index("intervals_since_last_visit")]
     oracle_test = None
     if truth is not None:
         oracle_test = truth.probability(horizon_days)[rows.event_index[split.test]]
@@ -178,7 +178,7 @@ def train(
     metrics = {
         "lightgbm": binary_metrics(y_test, p_test),
         "logistic_regression": binary_metrics(y_test, logistic_test),
-        "one_rule_days_since_last_visit": binary_metrics(
+        "one_rule_intervals_since_last_visit": binary_metrics(
             y_test, one_rule_test, probabilities=False
         ),
     }
@@ -306,12 +306,11 @@ def _logistic(Xt, yt, Xtest) -> np.ndarray:
 
 def _fit_retention(X, p, rows: RowTable, mask) -> RetentionModel:
     """The hazard model on validation rows (out-of-sample churn scores)."""
-    days_to_end = X[:, FEATURE_NAMES.index("days_to_planned_end")].astype(np.float64)
     return fit_retention(
         p,
         phase_index(X),
         rows.days_to_withdrawal()[mask],
-        days_to_end,
+        rows.days_to_end[mask],
         days_observed=rows.days_observed()[mask],
     )
 

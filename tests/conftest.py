@@ -58,10 +58,15 @@ def trained_model_path():
         from pathlib import Path
 
         from trialwatch.models.training import train
-        from trialwatch.producers.training_sets import profile_training_set
+        from trialwatch.producers.training_sets import profile_training_set, shifted_evaluations
 
         out = Path(tempfile.mkdtemp(prefix="trialwatch-model-"))
-        _TRAINED["path"] = train(profile_training_set("quick"), horizon_days=60, out_dir=out)
+        _TRAINED["path"] = train(
+            profile_training_set("quick"),
+            horizon_days=60,
+            out_dir=out,
+            evaluations=shifted_evaluations("quick"),
+        )
     return _TRAINED["path"]
 
 

@@ -19,12 +19,46 @@ def test_a_row_tells_the_story_of_the_history():
     x = features(state, events[-1]["event_time"])
     row = dict(zip(FEATURE_NAMES, x, strict=True))
     assert x.shape == (N_FEATURES,) and x.dtype == np.float64
-    assert row["missed_visits"] == 2 and row["consecutive_missed"] == 2
+    assert row["missed_share"] == 0.5 and row["consecutive_missed"] == 2
     assert row["missed_last3"] == 2
     assert row["ae_max_grade"] == 3
     assert row["epro_change"] == -25.0
     assert row["unreached_contacts"] == 2 and row["consecutive_unreached"] == 2
     assert reason_text("missed_last3", row["missed_last3"]) == "missed 2 of the last 3 visits"
+
+
+def _stretched(events: list[dict], factor: int) -> list[dict]:
+    """The same story on a protocol whose visits are ``factor`` times further apart."""
+    t0 = events[0]["event_time"]
+    out = []
+    for e in events:
+        e = dict(e, event_time=t0 + (e["event_time"] - t0) * factor)
+        if e.get("scheduled_time") is not None:
+            e["scheduled_time"] = t0 + (e["scheduled_time"] - t0) * factor
+        if e["event_type"] == "ENROLLED":
+            e["visit_interval_days"] *= factor
+        out.append(e)
+    return out
+
+
+def test_schedule_features_read_any_protocol_scale_the_same():
+    """Why the features are relative: a trial with visits twice as far apart, living the
+    same story, gives the same schedule features (absolute day counts would differ)."""
+    rows = {}
+    for factor in (1, 2):
+        state = None
+        events = _stretched(history_factory(misses=2), factor)
+        for event in events:
+            state, _ = apply(state, event)
+        rows[factor] = dict(
+            zip(FEATURE_NAMES, features(state, events[-1]["event_time"]), strict=True)
+        )
+    relative = ("intervals_enrolled", "trial_progress", "visit_compliance", "missed_share",
+                "intervals_since_last_visit", "visits_remaining", "consecutive_missed")  # fmt: skip
+    for name in relative:
+        assert rows[1][name] == rows[2][name], name
+    assert rows[2]["days_since_last_epro"] == 2 * rows[1]["days_since_last_epro"]
+    assert "visit_interval_days" not in FEATURE_NAMES and "planned_visits" not in FEATURE_NAMES
 
 
 def test_every_feature_has_a_reason_text():

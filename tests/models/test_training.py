@@ -1,5 +1,10 @@
 """The trained quick model against its oracle and baselines (loose bounds: the quick
-world is small; the issue note quotes the full profile)."""
+worlds are small; the issue note quotes the full profile).
+
+The quick model trains on a family of randomized worlds, so its own test split
+mixes worlds whose baseline hazard it cannot see (the oracle can): the PR-AUC
+bound against the oracle is 0.85, not the 0.90 goal that shifted worlds are
+held to where the model is at its best."""
 
 from __future__ import annotations
 
@@ -32,11 +37,27 @@ def test_model_reaches_most_of_the_oracle(card):
     assert m["lightgbm"]["pr_auc"] >= 0.85 * m["oracle"]["pr_auc"]
 
 
+def test_card_scores_the_model_on_shifted_worlds_against_their_oracles(card):
+    """Discrimination transfers to worlds built otherwise; calibration-in-the-large
+    transfers where the baseline hazard is the training family's (a world's baseline
+    hazard is invisible in a participant's history: per-trial recalibration's job)."""
+    shifted = {k: v for k, v in card["transfer"].items() if k != "test split"}
+    assert len(shifted) >= 2
+    for name, row in shifted.items():
+        assert row["data"]["parameters"], name
+        assert row["roc_auc_ratio"] >= 0.95, name
+        assert row["pr_auc_ratio"] >= 0.80, name
+        assert 0.4 <= row["calibration_in_the_large"] <= 2.0, name
+    nominal = next(v for k, v in shifted.items() if k.startswith("nominal"))
+    assert 0.75 <= nominal["calibration_in_the_large"] <= 1.25
+    assert nominal["pr_auc_ratio"] >= 0.85
+
+
 def test_model_is_calibrated_and_beats_both_baselines(card):
     m = card["test_metrics"]
     assert 0.8 <= m["lightgbm"]["calibration_slope"] <= 1.2
     assert m["lightgbm"]["pr_auc"] > m["logistic_regression"]["pr_auc"]
-    assert m["lightgbm"]["pr_auc"] > m["one_rule_days_since_last_visit"]["pr_auc"]
+    assert m["lightgbm"]["pr_auc"] > m["one_rule_intervals_since_last_visit"]["pr_auc"]
 
 
 def test_clv_is_calibrated_by_decile(card):

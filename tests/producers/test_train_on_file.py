@@ -150,7 +150,7 @@ def test_known_answer_a_world_trains_the_same_from_a_file_as_in_memory(tmp_path)
     card_f = json.loads((from_file / "model_card.json").read_text())
     card_m = json.loads((in_memory / "model_card.json").read_text())
     assert card_f["data"]["rows"] == card_m["data"]["rows"]
-    for model in ("lightgbm", "logistic_regression", "one_rule_days_since_last_visit"):
+    for model in ("lightgbm", "logistic_regression", "one_rule_intervals_since_last_visit"):
         for metric in ("roc_auc", "pr_auc"):
             assert card_f["test_metrics"][model][metric] == pytest.approx(
                 card_m["test_metrics"][model][metric], abs=1e-6
