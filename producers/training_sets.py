@@ -106,26 +106,28 @@ def randomized_configs(base: SimulationConfig, worlds: int, participants: int, t
 
 def family_training_set(profile: str, configs: list[SimulationConfig]) -> TrainingSet:
     """Several worlds as one history: ids prefixed per world, truth concatenated."""
-    worlds = [simulate(c) for c in configs]
     events: list[dict] = []
-    for k, world in enumerate(worlds):
+    hazard, days_left, remaining, fingerprints = [], [], [], []
+    for k, config in enumerate(configs):
+        world = simulate(config)
+        fingerprints.append(world.fingerprint())
         tag = f"W{k:02d}-"
-        for e in world.events:
-            events.append(
-                {
-                    **e,
-                    "event_id": tag + e["event_id"],
-                    "patient_id": tag + e["patient_id"],
-                    "trial_id": tag + e["trial_id"],
-                    "site_id": tag + e["site_id"],
-                }
-            )
-    remaining = np.concatenate([w.remaining_value for w in worlds])
-
-    def probability(horizon_days: float) -> np.ndarray:
-        return np.concatenate([w.true_probability(horizon_days) for w in worlds])
-
-    digest = hashlib.sha256("".join(w.fingerprint() for w in worlds).encode()).hexdigest()
+        for e in world.events:  # the world's own dicts, renamed in place: no second copy
+            for name in ("event_id", "patient_id", "trial_id", "site_id"):
+                e[name] = tag + e[name]
+        events.extend(world.events)
+        hazard.append(world.hazard)
+        days_left.append(world.days_left)
+        remaining.append(world.remaining_value)
+    truth_world = SimulatedWorld(
+        config=configs[0],
+        trials=[],
+        events=[],
+        hazard=np.concatenate(hazard),
+        days_left=np.concatenate(days_left),
+        remaining_value=np.concatenate(remaining),
+    )  # only its truth methods are used: the same formula as for one world
+    digest = hashlib.sha256("".join(fingerprints).encode()).hexdigest()
     return TrainingSet(
         events=events,
         source={
@@ -134,7 +136,9 @@ def family_training_set(profile: str, configs: list[SimulationConfig]) -> Traini
             "worlds": [{"seed": c.seed, "parameters": _parameters(c)} for c in configs],
             "fingerprint_sha256": digest,
         },
-        truth=Truth(probability=probability, remaining_value=remaining),
+        truth=Truth(
+            probability=truth_world.true_probability, remaining_value=truth_world.remaining_value
+        ),
     )
 
 

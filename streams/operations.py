@@ -1,8 +1,8 @@
 """What the commands do, apart from their command-line wiring (``streams.commands``).
 
 Each composes ``producers`` and ``models`` with the app's settings: simulate a
-world, publish or replay events, train (simulate + train), make sure a model
-exists. The demo and the commands both call these.
+world, publish or replay events, train (simulated worlds or an event file, scored
+on the shifted worlds too), make sure a model exists. The demo and the commands both call these.
 """
 
 from __future__ import annotations
@@ -141,5 +141,5 @@ def ensure_model(model_dir: Path) -> None:
         Scorer.load(model_dir)
         return
     except ArtifactError as exc:
-        console.print(f"[bold]no usable model ({exc}): training the quick model (~30 s)...")
+        console.print(f"[bold]no usable model ({exc}): training the quick model (~1 min)...")
     train_model("quick", 60, model_dir)
