@@ -89,9 +89,12 @@ async def train(self, profile, events_path, horizon, out_dir, seed):
             raise SystemExit(f"trialwatch train: {events_path}: use a .jsonl or .avro file")
     if horizon <= 0:
         raise SystemExit("trialwatch train: --horizon must be a positive number of days")
-    path = operations.train_model(
-        profile or "quick", horizon, Path(out_dir or settings.model_dir), seed, events=events
-    )
+    try:
+        path = operations.train_model(
+            profile or "quick", horizon, Path(out_dir or settings.model_dir), seed, events=events
+        )
+    except ValueError as exc:  # unknown profile, too little labelled history in the file
+        raise SystemExit(f"trialwatch train: {exc}") from None
     console.print(f"[green]model written to {path}")
 
 
