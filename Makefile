@@ -36,7 +36,7 @@ test-integration: $(STAMP) ## integration tests only
 	$(STACK) run -- $(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks (codec, simulator, scorer, stream pipeline); results in bench-results/
-	$(STACK) run -- $(BIN)/trialwatch bench $(BENCH_ARGS)
+	$(STACK) run -- $(BIN)/python -m bench $(BENCH_ARGS)
 
 train: $(STAMP) ## train the quick model into artifacts/
 	$(BIN)/trialwatch train --profile quick

@@ -77,7 +77,8 @@ def main() -> None:
     input's partition count) and load the model, so a missing model or an
     unreachable broker is one clear line rather than a crashed agent.
     """
-    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+    args = sys.argv[1:]
+    if args[:1] == ["worker"] and not {"--help", "-h"} & set(args):
         from trialwatch.streams.admin import ensure_topics
 
         asyncio.run(ensure_topics(settings))

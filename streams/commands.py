@@ -1,6 +1,6 @@
 """trialwatch's own commands, beside Faust's (``trialwatch --help`` lists all).
 
-simulate, replay, stats, train, backfill, alerts, demo, bench. Each is a thin
+simulate, replay, stats, train, backfill, alerts, demo. Each is a thin
 shell over ``producers/`` and ``models/``; none of them needs a worker running.
 """
 
@@ -125,28 +125,3 @@ async def demo(self, duration, profile, speed):
     from trialwatch.streams.demo import run_demo
 
     await run_demo(settings, duration=duration, profile=profile, speed=speed)
-
-
-@app.command(
-    option("--events", type=int, default=200_000),
-    option("--patients", type=int, default=20_000),
-    option("--repeats", type=int, default=3),
-    option("--quick", is_flag=True, default=False, help="small run for a smoke check"),
-    option(
-        "--restore",
-        default="",
-        help="instead: state size, RSS and restore time for these patient counts, "
-        "e.g. 100000,1000000",
-    ),
-)
-async def bench(self, events, patients, repeats, quick, restore):
-    """Benchmarks: bare aiokafka, bare Faust, full pipeline; latency at fixed rates."""
-    if restore:
-        from trialwatch.streams.bench_restore import run_restore_bench
-
-        sizes = [int(n.replace("_", "")) for n in restore.split(",") if n.strip()]
-        await run_restore_bench(settings, sizes)
-        return
-    from trialwatch.streams.bench import run_bench
-
-    await run_bench(settings, events=events, patients=patients, repeats=repeats, quick=quick)

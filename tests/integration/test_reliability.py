@@ -33,9 +33,10 @@ from tests.integration.worker import (
     scores_on_topic,
     wait_settled,
 )
-from tests.kafka_util import create_topics, free_port
+from tests.kafka_util import create_topics
 from trialwatch.producers.simulator import PROFILES, simulate
 from trialwatch.schemas import codec, registry
+from trialwatch.streams.workerproc import free_port, rss_mb
 
 pytestmark = pytest.mark.slow
 COOLDOWN = 30.0
@@ -309,13 +310,6 @@ def hostile_messages(events: list[dict], n: int, rng: random.Random) -> list[tup
     return out
 
 
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def test_hostile_input_goes_to_the_dlq_and_valid_traffic_is_scored(
     kafka_bootstrap, redis_url, quick_model_dir, tmp_path, world_events
 ):
@@ -333,11 +327,11 @@ def test_hostile_input_goes_to_the_dlq_and_valid_traffic_is_scored(
     expected = expected_outputs(mixed, quick_model_dir, redis_url, COOLDOWN)
     worker = Worker(ns).start()
     try:
-        rss_before = _rss_kb(worker.proc.pid)
+        rss_before = rss_mb(worker.pid)
         asyncio.run(publish_raw(kafka_bootstrap, ns.settings.visit_events_topic, mixed))
         counts = worker.wait_outcomes(len(mixed), timeout=300)
         wait_settled(ns)
-        rss_after = _rss_kb(worker.proc.pid)
+        rss_after = rss_mb(worker.pid)
         assert worker.proc.poll() is None
         assert Counter(counts) == expected.outcomes
         assert counts["dead_lettered"] >= 8_500  # all but the bit flips that still decode
@@ -348,7 +342,7 @@ def test_hostile_input_goes_to_the_dlq_and_valid_traffic_is_scored(
         assert_same_as_reference(ns, expected, check_states=False)
     finally:
         worker.stop()
-    assert rss_after - rss_before < 150_000, f"RSS grew {rss_after - rss_before} kB"
+    assert rss_after - rss_before < 150, f"RSS grew {rss_after - rss_before:.0f} MB"
     print(f"hostile: {len(hostile)} invalid tried, {counts['dead_lettered']} dead-lettered")
 
 
