@@ -107,7 +107,7 @@ async def backfill(self, path, out_dir, model_dir):
     option("--seconds", type=float, default=0.0, help="stop after S seconds (0 = follow)"),
 )
 async def alerts(self, as_json, from_beginning, limit, seconds):
-    """Tail the risk-alerts topic as a live table (or JSON lines)."""
+    """Tail the risk-alerts topic: a live table, plain lines when piped, or JSON lines."""
     from trialwatch.streams.tail import tail_alerts
 
     await tail_alerts(
