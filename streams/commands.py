@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 from faust.cli import argument, option
-from rich.console import Console
+from rich.markup import escape
 
 from trialwatch.streams import operations
 from trialwatch.streams.app import app, settings
-from trialwatch.streams.console import console, print_publish_report
+from trialwatch.streams.console import console, make_console, print_publish_report
 
 
 @app.command(
@@ -52,7 +52,7 @@ async def stats(self, profile, seed, horizon):
     from trialwatch.producers.stats import render_stats, world_stats
 
     world = operations.simulate_world(profile, seed)
-    Console().print(render_stats(world_stats(world, horizon_days=horizon)))
+    make_console().print(render_stats(world_stats(world, horizon_days=horizon)))
 
 
 @app.command(
@@ -77,7 +77,7 @@ async def replay(self, path, rate, speed, start):
 async def train(self, profile, horizon, out_dir, seed):
     """Simulate, build features, train LightGBM + baselines + calibration + CLV."""
     path = operations.train_model(profile, horizon, Path(out_dir or settings.model_dir), seed)
-    console.print(f"[green]model written to {path}")
+    console.print(f"[green]model written to {escape(str(path))}")
 
 
 @app.command(
@@ -107,7 +107,7 @@ async def backfill(self, path, out_dir, model_dir):
     option("--seconds", type=float, default=0.0, help="stop after S seconds (0 = follow)"),
 )
 async def alerts(self, as_json, from_beginning, limit, seconds):
-    """Tail the risk-alerts topic as a live table (or JSON lines)."""
+    """Tail the risk-alerts topic: a live table, plain lines when piped, or JSON lines."""
     from trialwatch.streams.tail import tail_alerts
 
     await tail_alerts(

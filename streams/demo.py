@@ -17,15 +17,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
+from trialwatch.streams.console import make_console
 from trialwatch.streams.settings import Settings, aiokafka_kwargs
 from trialwatch.streams.workerproc import WorkerProcess, WorkerProcessError
 
-console = Console()
+console = make_console()
 
 
 def demo_environment(s: Settings, run_id: str) -> dict[str, str]:
@@ -63,7 +64,9 @@ async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) 
             await asyncio.to_thread(worker.wait_healthy, 90.0)
         except WorkerProcessError as exc:
             raise SystemExit(f"trialwatch demo: {exc}") from None
-        console.print(f"[green]worker healthy[/] ({worker.url}/health); worker log: {log_path}")
+        console.print(
+            f"[green]worker healthy[/] ({worker.url}/health); worker log: {escape(str(log_path))}"
+        )
         world = simulate_world(profile)
         records = ((i + 1, e, None) for i, e in enumerate(world.events))
         publisher = asyncio.create_task(
@@ -88,11 +91,12 @@ def summarize(world, report, alerts: list[dict]) -> None:
     participants = len(world.outcome)
     tiers = Counter(a["tier"] for a in alerts)
     per_1000 = 1000 * len({a["patient_id"] for a in alerts}) / max(participants, 1)
+    by_tier = ", ".join(f"{tier} {n:,}" for tier, n in tiers.most_common())
     console.print(
         Panel.fit(
             f"events published: {report.sent:,} of {len(world.events):,} "
             f"({report.events_per_s:,.0f}/s)\n"
-            f"alerts: {len(alerts):,} ({dict(tiers)}); "
+            f"alerts: {len(alerts):,}" + (f" ({by_tier})" if by_tier else "") + "\n"
             f"participants alerted per 1,000: {per_1000:.0f}",
             title="demo summary",
         )
