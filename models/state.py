@@ -89,6 +89,8 @@ class PatientState:
     last_event_hash: int | None = None
     last_alert_event_hash: int | None = None
     previous_alert_tier: str | None = None
+    # Scores whose horizon has not matured yet (models.outcomes): (time, p, tier rank, version)
+    open_predictions: tuple[tuple[int, float, int, str], ...] = ()
 
 
 def event_hash(event_id: str) -> int:
@@ -239,12 +241,14 @@ _RINGS: dict[str, tuple[tuple[str, type], ...]] = {
     "epros": (("epro_times", int), ("epro_scores", float)),
     "contacts": (("contact_times", int), ("contact_reached", int)),
     "seen": (("seen_times", int), ("seen_hashes", int)),
+    "open_predictions": (("prediction_times", int), ("prediction_probabilities", float),
+                         ("prediction_tiers", int), ("prediction_versions", str)),
 }  # fmt: skip
 _SCALARS = tuple(f.name for f in fields(PatientState) if f.name not in _RINGS)
 
 
 def to_record(state: PatientState) -> dict:
-    """A plain dict for ``schemas/patient_state.v1.avsc``."""
+    """A plain dict for the current ``schemas/patient_state.v*.avsc``."""
     record = {name: getattr(state, name) for name in _SCALARS}
     for ring, columns in _RINGS.items():
         items = getattr(state, ring)

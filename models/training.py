@@ -25,6 +25,7 @@ import numpy as np
 
 from trialwatch.models import artifacts
 from trialwatch.models.clv import clv
+from trialwatch.models.drift import DriftReference
 from trialwatch.models.features import FEATURE_NAMES, RowSet, build_rows
 from trialwatch.models.labels import withdrawal_times, within
 from trialwatch.models.metrics import binary_metrics, decile_calibration, tier_metrics
@@ -164,6 +165,8 @@ def train(
         },
     )
     artifacts.write_json(version_dir, "tiers.json", tiers.to_json())
+    drift = DriftReference.fit(X[split.valid], p_valid, FEATURE_NAMES)  # what PSI compares with
+    artifacts.write_json(version_dir, "drift_reference.json", drift.to_json())
     artifacts.write_json(version_dir, "features.json", list(FEATURE_NAMES))
     card = {
         "version": version,

@@ -101,6 +101,35 @@ async def backfill(self, path, out_dir, model_dir):
 
 
 @app.command(
+    argument("path"),
+    option(
+        "--model", "model_dir", default=None, help="artifact dir (default TRIALWATCH_MODEL_DIR)"
+    ),
+    option("--weeks", type=int, default=13, help="sliding window of prediction weeks"),
+    option("--json", "as_json", is_flag=True, default=False, help="the report as JSON on stdout"),
+)
+async def evaluate(self, path, model_dir, weeks, as_json):
+    """Grade the model on an event file: realized accuracy and drift, as the stream does."""
+    from trialwatch.producers.evaluation import evaluate_file
+    from trialwatch.streams.evaluation_view import drift_lines, realized_table
+
+    if not Path(path).is_file():
+        raise SystemExit(f"trialwatch evaluate: no such file: {path}")
+    with console.status("evaluating..."):
+        report = evaluate_file(
+            Path(path), Path(model_dir or settings.model_dir), settings.alert_policy, weeks
+        )
+    if as_json:
+        print(json.dumps(report))
+        return
+    out = make_console()
+    out.print(f"model {report['model_version']}: test ROC-AUC {report['model_test_roc_auc']}")
+    out.print(realized_table(report))
+    for line in drift_lines(report):
+        out.print(escape(line))
+
+
+@app.command(
     option("--json", "as_json", is_flag=True, default=False, help="one JSON object per line"),
     option("--from-beginning", is_flag=True, default=False),
     option("--limit", type=int, default=0, help="stop after N alerts (0 = follow)"),
