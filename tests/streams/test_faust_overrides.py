@@ -2,7 +2,8 @@
 
 Their behaviour is proven against the real broker in
 ``tests/integration/test_reliability.py`` (broker restart, two workers); these
-tests guard the wiring, which a refactor of ``streams/app.py`` could drop silently.
+tests guard the wiring, which a refactor of ``streams/app.py`` could drop silently,
+and the order of calls the recovery override exists for, on a recording fake app.
 """
 
 from __future__ import annotations
