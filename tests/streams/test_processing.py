@@ -240,7 +240,8 @@ async def test_outputs_are_sent_before_the_state_is_written(worker, scorer, hist
     assert any(r.alert for r in expected_steps(scorer, history))
 
 
-async def test_a_redelivered_latest_event_resends_its_score_only(worker, history):
+async def test_a_redelivered_latest_event_resends_its_score_only(worker, scorer, history):
+    assert not expected_steps(scorer, history)[-1].alert, "the last event should not alert"
     await worker.feed(history)
     original = [e[2] for e in worker.log if e[0] == "send_score"][-1]
     state = worker.out.states[KEY]
