@@ -263,21 +263,3 @@ def from_record(record: dict) -> PatientState:
         arrays = [[cast(v) for v in record[column]] for column, cast in columns]
         values[ring] = tuple(zip(*arrays, strict=True))
     return PatientState(**values)
-
-
-def state_avro_fields() -> list[dict]:
-    """The Avro fields of PatientState (used to write and check the .avsc)."""
-    kinds = {int: "long", float: "double", str: "string", bool: "boolean"}
-    out = []
-    for f in fields(PatientState):
-        if f.name in _RINGS:
-            for column, cast in _RINGS[f.name]:
-                out.append({"name": column, "type": {"type": "array", "items": kinds[cast]}})
-            continue
-        base = f.type.split(" | ")[0]
-        avro_type = {"int": "long", "float": "double", "str": "string", "bool": "boolean"}[base]
-        if "None" in f.type:
-            out.append({"name": f.name, "type": ["null", avro_type], "default": None})
-        else:
-            out.append({"name": f.name, "type": avro_type})
-    return out

@@ -155,21 +155,25 @@ def test_kill_dash_nine_loses_nothing_and_duplicates_no_alert(
     worker = Worker(ns).start()
     publisher = publish_steadily(kafka_bootstrap, ns.settings.visit_events_topic, messages, 600)
     rng = random.Random(4)
-    kills = 0
+    killed: list[tuple[int, int | None]] = []  # (pid, exit status) of each killed worker
     try:
         for _ in range(5):
             time.sleep(rng.uniform(2.0, 5.0))
+            assert worker.proc.poll() is None, "died before its kill:\n" + worker.log()[-3000:]
             worker.kill()
-            kills += 1
+            killed.append((worker.proc.pid, worker.proc.returncode))
             worker = Worker(ns).start()
         publisher.join()
         wait_for_scores(ns, len(expected.scores), [worker])
         scored, alerted = assert_same_as_reference(ns, expected)
     finally:
         worker.stop()
-    assert kills == 5
+    # five distinct running worker processes, each ended by the SIGKILL itself
+    assert [status for _, status in killed] == [-signal.SIGKILL] * 5
+    assert len({pid for pid, _ in killed}) == 5
     print(
-        f"crash: {kills} kills, {len(messages)} events, {scored} scored, {alerted} alerts, 0 lost"
+        f"crash: {len(killed)} kills, {len(messages)} events, {scored} scored, "
+        f"{alerted} alerts, 0 lost"
     )
 
 
@@ -220,8 +224,13 @@ def _devstack_broker():
     from tests.stack import _devstack
 
     stack = _devstack()
-    if stack.read_pid(stack.KAFKA_HOME / "kafka.pid") is None:
-        pytest.skip("the broker is not the local dev stack's: cannot restart it from here")
+    pid_file = stack.KAFKA_HOME / "kafka.pid"
+    if stack.read_pid(pid_file) is None:
+        pytest.fail(
+            f"cannot restart the broker: it is not this checkout's dev stack (no live pid in "
+            f"{pid_file}). Run this test against `make up`, not an external broker.",
+            pytrace=False,
+        )
     return stack
 
 
