@@ -85,6 +85,22 @@ class OutcomeWindow:
     window_weeks: int = DEFAULT_WINDOW_WEEKS
     weeks: dict[int, WeekCounts] = field(default_factory=dict)
     newest_week: int | None = None
+    applied: dict[int, int] = field(default_factory=dict)  # input partition -> newest offset
+
+    def add_batch(self, partition: int, offset: int, outcomes: Iterable[MaturedOutcome]) -> bool:
+        """Count the outcomes one input event matured, once: False (and nothing counted)
+        when an event at or after ``offset`` of that input partition was counted already.
+
+        Why offsets work: a partition's input events are processed in offset order,
+        and a re-delivered event keeps its offset; a replayed history matures nothing
+        (its events are duplicates in the patient state).
+        """
+        if offset <= self.applied.get(partition, -1):
+            return False
+        self.applied[partition] = offset
+        for outcome in outcomes:
+            self.add(outcome)
+        return True
 
     def add(self, outcome: MaturedOutcome) -> bool:
         """Count one outcome; False when its week already left the window."""
@@ -124,6 +140,8 @@ class OutcomeWindow:
             "trial_id": self.trial_id,
             "window_weeks": self.window_weeks,
             "newest_week": self.newest_week,
+            "applied_partitions": sorted(self.applied),
+            "applied_offsets": [self.applied[p] for p in sorted(self.applied)],
             "weeks": [
                 {"week": week, **{k: getattr(c, k) for k in _WEEK_FIELDS}}
                 for week, c in sorted(self.weeks.items())
@@ -135,13 +153,21 @@ class OutcomeWindow:
         weeks = {
             w["week"]: WeekCounts(**{k: _copy(w[k]) for k in _WEEK_FIELDS}) for w in record["weeks"]
         }
+        applied = dict(zip(record["applied_partitions"], record["applied_offsets"], strict=True))
         return cls(
             record["model_version"],
             record["trial_id"],
             record["window_weeks"],
             weeks,
             record["newest_week"],
+            applied,
         )
+
+    def metrics_record(self) -> dict[str, Any]:
+        """The metrics as a ``schemas/model_metrics.v1.avsc`` record."""
+        m = self.metrics()
+        tiers = m.pop("tiers") or {}
+        return {**m, "tiers": [{"tier": t, **values} for t, values in tiers.items()]}
 
 
 def merge(weeks: Iterable[WeekCounts]) -> WeekCounts:

@@ -157,12 +157,12 @@ async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     raise AssertionError(f"topic {topic} does not exist")
 
 
-async def committed_lag(ns: Namespace) -> int:
+async def committed_lag(ns: Namespace, topic: str | None = None) -> int:
     """Input records the deployment's consumer group has not committed yet.
 
     Faust flushes its producer (outputs and changelog writes) before it commits,
     so 0 means every output of every input record is on the broker."""
-    topic = ns.settings.visit_events_topic
+    topic = topic or ns.settings.visit_events_topic
     consumer = AIOKafkaConsumer(
         bootstrap_servers=ns.bootstrap, group_id=f"tw-{ns.run_id}", enable_auto_commit=False
     )
@@ -178,12 +178,12 @@ async def committed_lag(ns: Namespace) -> int:
         await consumer.stop()
 
 
-def wait_settled(ns: Namespace, timeout: float = 120.0) -> None:
-    """Wait until the workers committed every input record (see ``committed_lag``)."""
+def wait_settled(ns: Namespace, timeout: float = 120.0, topic: str | None = None) -> None:
+    """Wait until the workers committed every record of ``topic`` (default: the input)."""
     deadline = time.monotonic() + timeout
     lag = -1
     while time.monotonic() < deadline:
-        lag = asyncio.run(committed_lag(ns))
+        lag = asyncio.run(committed_lag(ns, topic))
         if lag == 0:
             return
         time.sleep(0.5)
