@@ -251,7 +251,7 @@ def _slope(pos: np.ndarray, neg: np.ndarray, logit_sum: np.ndarray) -> float | N
         return None
     a, b = 0.0, 1.0
     for _ in range(50):
-        mu = 1 / (1 + np.exp(-(a + b * x)))
+        mu = 1 / (1 + np.exp(-np.clip(a + b * x, -30.0, 30.0)))
         w = m * mu * (1 - mu)
         grad = np.array([(k - m * mu).sum(), ((k - m * mu) * x).sum()])
         hess = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
@@ -260,6 +260,8 @@ def _slope(pos: np.ndarray, neg: np.ndarray, logit_sum: np.ndarray) -> float | N
         except np.linalg.LinAlgError:
             return None
         a, b = a + delta[0], b + delta[1]
+        if not np.isfinite(b):  # separable counts (tiny windows): no slope to report
+            return None
         if abs(delta).max() < 1e-10:
             break
     return float(b)
