@@ -51,7 +51,7 @@ def mature(
     open_predictions: tuple[OpenPrediction, ...], kind: str, at: int, horizon_days: float
 ) -> tuple[tuple[OpenPrediction, ...], tuple[MaturedOutcome, ...]]:
     """The predictions still open after an event of type ``kind`` at ``at``, and the
-    ones it matured (oldest first)."""
+    ones it matured (oldest first). Nothing matured: the same tuple, unchanged."""
     horizon = horizon_days * MS_PER_DAY
     kept: list[OpenPrediction] = []
     done: list[MaturedOutcome] = []
@@ -63,6 +63,8 @@ def mature(
             done.append(MaturedOutcome(version, t, p, tier, 0))
         else:
             kept.append(prediction)
+    if not done:
+        return open_predictions, ()
     return tuple(kept), tuple(done)
 
 

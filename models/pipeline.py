@@ -21,14 +21,21 @@ replayed history would count them twice (see ``streams.monitoring``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from trialwatch.models.alerts import TIER_RANK, AlertPolicy, alert_id, decide
 from trialwatch.models.exceptions import NothingToScoreError
 from trialwatch.models.features import features
 from trialwatch.models.outcomes import MaturedOutcome, mature, record
-from trialwatch.models.state import Outcome, PatientState, apply, latest_key, with_alert
+from trialwatch.models.state import (
+    Outcome,
+    PatientState,
+    apply,
+    latest_key,
+    set_open_predictions,
+    with_alert,
+)
 from trialwatch.schemas.contract import TERMINAL
 
 DEFAULT_POLICY = AlertPolicy()
@@ -67,23 +74,19 @@ def step(
     if outcome is not Outcome.APPLIED:
         return StepResult(new_state, outcome)
     at = event["event_time"]
-    matured: tuple[MaturedOutcome, ...] = ()
-    if new_state.open_predictions:
-        kept, matured = mature(
-            new_state.open_predictions, event["event_type"], at, scorer.horizon_days
-        )
-        if matured:
-            new_state = replace(new_state, open_predictions=kept)
+    # new_state is apply's fresh object for this event: its open predictions are set
+    # in place (set_open_predictions), not copied with replace.
+    still_open, matured = mature(
+        new_state.open_predictions, event["event_type"], at, scorer.horizon_days
+    )
     if event["event_type"] in TERMINAL:
+        set_open_predictions(new_state, still_open)
         return StepResult(new_state, outcome, matured=matured)
-    x = features(new_state, at)
+    x = features(new_state, at)  # features never read the open predictions
     s = scorer.score_one(x, new_state, at)
     score = _score_record(new_state, event, s, scorer)
-    opened = record(
-        new_state.open_predictions, (at, s.probability, TIER_RANK[s.tier], scorer.version)
-    )
-    if opened is not new_state.open_predictions:
-        new_state = replace(new_state, open_predictions=opened)
+    prediction = (at, s.probability, TIER_RANK[s.tier], scorer.version)
+    set_open_predictions(new_state, record(still_open, prediction))
     decision = decide(new_state, s.tier, at, policy)
     if decision is None:
         return StepResult(new_state, outcome, score, matured=matured, features=x)
