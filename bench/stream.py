@@ -106,7 +106,7 @@ def run_subprocess_bench(worker: WorkerProcess, progress_path: str, n: int) -> f
         body = worker.wait_for(
             lambda b: progress(b)["count"] >= n,
             path=progress_path,
-            timeout=max(120.0, n / 500),
+            timeout=max(120.0, n / 100),  # a slow machine must not fail the run
             what=f"done with {n:,} events",
         )
     p = progress(body)

@@ -84,6 +84,9 @@ async def report_consumer_lag() -> None:
     runtime.update_lag_metrics(app)
 
 
+CHANGED_WINDOWS: set[bytes] = set()  # keys counted into since the last publish
+
+
 @app.agent(model_outcomes_topic)
 async def count_matured_predictions(stream):
     """Fold matured predictions into their model version|trial window, once each."""
@@ -92,6 +95,19 @@ async def count_matured_predictions(stream):
         if window is None:  # a re-delivered batch: counted already
             continue
         model_trial_to_outcomes[key] = window
+        CHANGED_WINDOWS.add(key)
+
+
+@app.timer(interval=2.0)
+async def publish_model_metrics() -> None:
+    """Metrics of the windows that changed, every 2 s rather than per batch: the
+    counts are durable in the table; the topic and gauges only show them."""
+    changed = list(CHANGED_WINDOWS)
+    CHANGED_WINDOWS.clear()
+    for key in changed:
+        window = model_trial_to_outcomes.get(key)
+        if window is None:  # its partition moved to another worker
+            continue
         record = window.metrics_record()
         await model_metrics_topic.send(key=key, value=record)
         publish_gauges(record)

@@ -8,8 +8,9 @@ Realized accuracy, correct with N workers and under re-delivery:
    ``OutcomeWindow`` (``models.monitoring``) in a Faust table. A batch whose input
    offset is not newer than the last counted for its input partition is a
    re-delivered copy and counts nothing, so the counts are idempotent;
-3. each update is published to the compacted ``model-metrics`` topic and to the
-   ``/metrics`` gauges of the worker that owns the key.
+3. every 2 s, the windows that changed are published to the compacted
+   ``model-metrics`` topic and to the ``/metrics`` gauges of the worker that
+   owns the key (so the topic gets one record per key and interval, not per batch).
 What is not rebuilt: when a crash leaves a patient's state durable but the batch
 unsent, the re-delivered event is a duplicate and its batch is lost (a handful of
 outcomes, never a double count). ``trialwatch evaluate`` gives the same numbers.

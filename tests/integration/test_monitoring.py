@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 
 import pytest
@@ -38,6 +39,22 @@ def latest_metrics(ns: Namespace) -> dict[bytes, dict]:
     return {key: value for key, (_, value) in latest.items()}
 
 
+def offline_metrics(events: list[dict], model_dir) -> dict[bytes, dict]:
+    scorer = Scorer.load(model_dir)
+    offline = evaluate_events(((i, e, None) for i, e in enumerate(events)), scorer, AlertPolicy())
+    return {f"{v}|{t}".encode(): w.metrics_record() for (v, t), w in offline.outcomes.items()}
+
+
+def wait_published(ns: Namespace, counts: dict[bytes, int], timeout: float = 60.0) -> dict:
+    """model-metrics once it shows ``counts`` (the worker publishes every 2 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        streamed = latest_metrics(ns)
+        if {k: m["n"] for k, m in streamed.items()} == counts or time.monotonic() > deadline:
+            return streamed
+        time.sleep(1.0)
+
+
 def test_stream_realized_metrics_equal_the_offline_evaluation(
     kafka_bootstrap, redis_url, quick_model_dir, tmp_path
 ):
@@ -50,7 +67,8 @@ def test_stream_realized_metrics_equal_the_offline_evaluation(
         worker.wait_outcomes(len(events))
         wait_settled(ns)
         wait_settled(ns, topic=ns.settings.model_outcomes_topic)
-        streamed = latest_metrics(ns)
+        expected = offline_metrics(events, quick_model_dir)
+        streamed = wait_published(ns, {k: m["n"] for k, m in expected.items()})
         status, card = worker.get("/model")
         with urllib.request.urlopen(worker.url + "/metrics") as response:
             exported = response.read().decode()
@@ -58,8 +76,6 @@ def test_stream_realized_metrics_equal_the_offline_evaluation(
         worker.stop()
 
     scorer = Scorer.load(quick_model_dir)
-    offline = evaluate_events(((i, e, None) for i, e in enumerate(events)), scorer, AlertPolicy())
-    expected = {f"{v}|{t}".encode(): w.metrics_record() for (v, t), w in offline.outcomes.items()}
     assert len(expected) >= 3 and sum(m["n"] for m in expected.values()) > 300
     assert streamed.keys() == expected.keys()
     for key, want in expected.items():
