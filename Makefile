@@ -9,7 +9,7 @@ STACK  := $(PYTHON) devstack/devstack.py
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration bench lint fmt up status down clean-stack train clean
+.PHONY: help install demo test test-unit test-integration tools bench lint fmt up status down clean-stack train clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -26,17 +26,20 @@ install: $(STAMP) ## create/update the virtualenv and install trialwatch with te
 demo: $(STAMP) ## the main job: train if needed, start Kafka+Redis+worker, simulate, show alerts live
 	$(STACK) run -- $(BIN)/trialwatch demo $(DEMO_ARGS)
 
-test: $(STAMP) ## all tests (unit + integration on a real Kafka broker and Redis)
+test: $(STAMP) tools ## all tests (unit + integration on a real Kafka broker and Redis)
 	$(STACK) run -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP) ## unit tests only (no broker needed)
+test-unit: $(STAMP) tools ## unit tests only (no broker needed)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+tools: ## tools the tests call: promtool (Debian's prometheus package when missing)
+	@$(STACK) tool promtool >/dev/null
 
 test-integration: $(STAMP) ## integration tests only
 	$(STACK) run -- $(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks (codec, simulator, scorer, stream pipeline); results in bench-results/
-	$(STACK) run -- $(BIN)/trialwatch bench $(BENCH_ARGS)
+	$(STACK) run -- $(BIN)/python -m bench $(BENCH_ARGS)
 
 train: $(STAMP) ## train the quick model into artifacts/
 	$(BIN)/trialwatch train --profile quick

@@ -7,6 +7,7 @@ Stdlib only, so it runs before the virtualenv exists.
     devstack.py status      what runs, where, with which pid
     devstack.py down        stop both, free the ports
     devstack.py run -- CMD  start what is missing, run CMD, stop what it started
+    devstack.py tool promtool  print the path of promtool, installing Debian's prometheus if missing
 
 Kafka runs from the Maven Central jars that ``devstack/pom.xml`` resolves, with
 ``java -cp '.devstack/jars/*' kafka.Kafka``. When ``KAFKA_BOOTSTRAP_SERVERS`` or
@@ -332,29 +333,49 @@ def redis_ready(host: str = REDIS_HOST, port: int = REDIS_PORT) -> bool:
         return False
 
 
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
+def debian_binary(binary: str, package: str, service: str | None, otherwise: str) -> str:
+    """``binary`` from PATH, else installed from Debian's ``package`` when we are root.
+
+    A package that starts a system service (redis-server, prometheus) has it
+    stopped again: the stack runs its own processes on its own ports.
+    """
+    found = shutil.which(binary)
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        say("redis-server missing: installing the Debian package redis-server...")
+        say(f"{binary} missing: installing the Debian package {package}...")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        res = subprocess.run(
-            ["apt-get", "install", "-y", "-q", "redis-server"], capture_output=True, env=env
-        )
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+        res = subprocess.run(install, capture_output=True, env=env)
         if res.returncode != 0:
             subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-            res = subprocess.run(
-                ["apt-get", "install", "-y", "-q", "redis-server"], capture_output=True, env=env
-            )
-        # The package starts a system service on 6379; ours binds its own port.
-        subprocess.run(["service", "redis-server", "stop"], capture_output=True)
-        found = shutil.which("redis-server")
+            res = subprocess.run(install, capture_output=True, env=env)
+        if service:
+            subprocess.run(["service", service, "stop"], capture_output=True)
+        found = shutil.which(binary)
         if res.returncode == 0 and found:
             return found
-    raise StackError(
-        "redis-server is not installed: install it (Debian: sudo apt-get install redis-server, "
-        "macOS: brew install redis) or set REDIS_URL to a running Redis."
+    raise StackError(f"{binary} is not installed: {otherwise}")
+
+
+def redis_binary() -> str:
+    return debian_binary(
+        "redis-server",
+        "redis-server",
+        "redis-server",
+        "install it (Debian: sudo apt-get install redis-server, macOS: brew install redis) "
+        "or set REDIS_URL to a running Redis.",
+    )
+
+
+def promtool_binary() -> str:
+    """promtool checks and unit-tests the Prometheus alert rules (``make test``)."""
+    return debian_binary(
+        "promtool",
+        "prometheus",
+        "prometheus",
+        "install it (Debian: sudo apt-get install prometheus; or a Prometheus release's "
+        "promtool on PATH).",
     )
 
 
@@ -477,6 +498,13 @@ def main(argv: list[str]) -> int:
             if not cmd:
                 raise StackError("usage: devstack.py run -- COMMAND [ARGS...]")
             return run(cmd)
+        if verb == "tool":
+            tools = {"promtool": promtool_binary}
+            name = argv[2] if len(argv) > 2 else ""
+            if name not in tools:
+                raise StackError(f"usage: devstack.py tool {{{','.join(tools)}}}")
+            print(tools[name]())
+            return 0
         if verb == "clean":
             down()
             shutil.rmtree(KAFKA_HOME, ignore_errors=True)

@@ -4,6 +4,7 @@
 <root>/<version>/model.txt    LightGBM native text: P(withdraw within H days), raw
 <root>/<version>/retention.json hazard coefficients of the retention curve (models.retention)
 <root>/<version>/calibration.json  isotonic knots applied with numpy.interp
+<root>/<version>/drift_reference.json  training bins and shares for PSI (models.drift)
 <root>/<version>/tiers.json, features.json, model_card.json, *.png
 """
 
@@ -14,7 +15,14 @@ from pathlib import Path
 
 from trialwatch.models.exceptions import ArtifactError
 
-REQUIRED = ("model.txt", "retention.json", "calibration.json", "tiers.json", "features.json")
+REQUIRED = (
+    "model.txt",
+    "retention.json",
+    "calibration.json",
+    "tiers.json",
+    "features.json",
+    "drift_reference.json",
+)
 
 
 def resolve(path: Path) -> Path:

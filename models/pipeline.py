@@ -4,12 +4,18 @@ apply the event to the state -> features at the event's time -> score ->
 alert decision (event-time cooldown) -> reasons for alerts only. Because this
 one function produces every score, stream and backfill scores are identical.
 
+Each score is also recorded as an open prediction in the state, and an event
+may mature earlier ones (``models.outcomes``; ``StepResult.matured``): the
+stream and ``trialwatch evaluate`` grade the model from these.
+
 A re-delivered copy of a patient's LATEST applied event is a duplicate, but
 its outputs are rebuilt (``StepResult.replayed``): after a crash the state's
 changelog may be durable while that event's score or alert never left the
 producer, and the state alone can still reproduce them exactly (it has not
 moved since). Re-sending is idempotent downstream: scores are keyed by
-event_id, alert ids are deterministic and claimed in Redis.
+event_id, alert ids are deterministic and claimed in Redis. Matured outcomes
+are NOT rebuilt: the state no longer holds them, and re-sending them on a
+replayed history would count them twice (see ``streams.monitoring``).
 """
 
 from __future__ import annotations
@@ -18,10 +24,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from trialwatch.models.alerts import AlertPolicy, alert_id, decide
+from trialwatch.models.alerts import TIER_RANK, AlertPolicy, alert_id, decide
 from trialwatch.models.exceptions import NothingToScoreError
 from trialwatch.models.features import features
-from trialwatch.models.state import Outcome, PatientState, apply, latest_key, with_alert
+from trialwatch.models.outcomes import MaturedOutcome, mature, record
+from trialwatch.models.state import (
+    Outcome,
+    PatientState,
+    apply,
+    latest_key,
+    set_open_predictions,
+    with_alert,
+)
 from trialwatch.schemas.contract import TERMINAL
 
 DEFAULT_POLICY = AlertPolicy()
@@ -36,6 +50,8 @@ class StepResult:
     score: dict | None = None
     alert: dict | None = None
     replayed: bool = False  # a duplicate whose outputs were rebuilt for re-sending
+    matured: tuple[MaturedOutcome, ...] = ()  # earlier predictions this event matured
+    features: Any = None  # the scored feature row (numpy), for drift monitoring
 
     @property
     def label(self) -> str:
@@ -51,8 +67,6 @@ def step(
     state: PatientState | None, event: dict, scorer: Any, policy: AlertPolicy = DEFAULT_POLICY
 ) -> StepResult:
     new_state, outcome = apply(state, event)
-    if event["event_type"] in TERMINAL:
-        return StepResult(new_state, outcome)
     if outcome is Outcome.DUPLICATE:
         if new_state.last_event_hash == latest_key(event) and not new_state.ended:
             return _rebuild(new_state, event, scorer)
@@ -60,14 +74,25 @@ def step(
     if outcome is not Outcome.APPLIED:
         return StepResult(new_state, outcome)
     at = event["event_time"]
-    x = features(new_state, at)
+    # new_state is apply's fresh object for this event: its open predictions are set
+    # in place (set_open_predictions), not copied with replace.
+    still_open, matured = mature(
+        new_state.open_predictions, event["event_type"], at, scorer.horizon_days
+    )
+    if event["event_type"] in TERMINAL:
+        set_open_predictions(new_state, still_open)
+        return StepResult(new_state, outcome, matured=matured)
+    x = features(new_state, at)  # features never read the open predictions
     s = scorer.score_one(x, new_state, at)
     score = _score_record(new_state, event, s, scorer)
+    prediction = (at, s.probability, TIER_RANK[s.tier], scorer.version)
+    set_open_predictions(new_state, record(still_open, prediction))
     decision = decide(new_state, s.tier, at, policy)
     if decision is None:
-        return StepResult(new_state, outcome, score)
+        return StepResult(new_state, outcome, score, matured=matured, features=x)
     alert = _alert_record(score, s.tier, decision.previous_tier, x, scorer)
-    return StepResult(with_alert(new_state, s.tier, at, latest_key(event)), outcome, score, alert)
+    alerted = with_alert(new_state, s.tier, at, latest_key(event))
+    return StepResult(alerted, outcome, score, alert, matured=matured, features=x)
 
 
 def _rebuild(state: PatientState, event: dict, scorer: Any) -> StepResult:

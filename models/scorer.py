@@ -18,6 +18,7 @@ import numpy as np
 
 from trialwatch.models import artifacts
 from trialwatch.models.clv import RETENTION_DAYS, clv
+from trialwatch.models.drift import DriftReference
 from trialwatch.models.exceptions import ArtifactError, ModelError
 from trialwatch.models.fastpredict import FastPredictor
 from trialwatch.models.features import FEATURE_NAMES, N_FEATURES
@@ -62,6 +63,9 @@ class Scorer:
         self.horizon_days = int(cal["horizon_days"])
         self.population_attendance = float(cal["population_attendance"])
         self.tiers = Tiers.from_json(artifacts.read_json(version_dir, "tiers.json"))
+        self.drift_reference = DriftReference.from_json(
+            artifacts.read_json(version_dir, "drift_reference.json")
+        )
         card_path = version_dir / "model_card.json"
         self.card = (
             artifacts.read_json(version_dir, "model_card.json") if card_path.exists() else {}

@@ -89,6 +89,8 @@ class PatientState:
     last_event_hash: int | None = None
     last_alert_event_hash: int | None = None
     previous_alert_tier: str | None = None
+    # Scores whose horizon has not matured yet (models.outcomes): (time, p, tier rank, version)
+    open_predictions: tuple[tuple[int, float, int, str], ...] = ()
 
 
 def event_hash(event_id: str) -> int:
@@ -219,6 +221,16 @@ def _changes(s: PatientState, event: dict, kind: str, t: int) -> dict:
     return {"ended": True, "end_type": kind, "ended_at": t}
 
 
+def set_open_predictions(fresh: PatientState, open_predictions: tuple) -> None:
+    """Set the open predictions of a state that ``apply`` has just returned as APPLIED.
+
+    ``apply`` builds a new object for every applied event and nobody holds it yet,
+    so this is ``dataclasses.replace`` without its copy: replace costs about 26 us a
+    call, and the per-event path would pay it on most events (models.pipeline).
+    """
+    object.__setattr__(fresh, "open_predictions", open_predictions)
+
+
 def with_alert(state: PatientState, tier: str, at: int, key: int | None = None) -> PatientState:
     """The state after raising an alert; ``key`` is ``latest_key`` of the triggering event."""
     return replace(
@@ -239,12 +251,14 @@ _RINGS: dict[str, tuple[tuple[str, type], ...]] = {
     "epros": (("epro_times", int), ("epro_scores", float)),
     "contacts": (("contact_times", int), ("contact_reached", int)),
     "seen": (("seen_times", int), ("seen_hashes", int)),
+    "open_predictions": (("prediction_times", int), ("prediction_probabilities", float),
+                         ("prediction_tiers", int), ("prediction_versions", str)),
 }  # fmt: skip
 _SCALARS = tuple(f.name for f in fields(PatientState) if f.name not in _RINGS)
 
 
 def to_record(state: PatientState) -> dict:
-    """A plain dict for ``schemas/patient_state.v1.avsc``."""
+    """A plain dict for the current ``schemas/patient_state.v*.avsc``."""
     record = {name: getattr(state, name) for name in _SCALARS}
     for ring, columns in _RINGS.items():
         items = getattr(state, ring)
@@ -259,21 +273,3 @@ def from_record(record: dict) -> PatientState:
         arrays = [[cast(v) for v in record[column]] for column, cast in columns]
         values[ring] = tuple(zip(*arrays, strict=True))
     return PatientState(**values)
-
-
-def state_avro_fields() -> list[dict]:
-    """The Avro fields of PatientState (used to write and check the .avsc)."""
-    kinds = {int: "long", float: "double", str: "string", bool: "boolean"}
-    out = []
-    for f in fields(PatientState):
-        if f.name in _RINGS:
-            for column, cast in _RINGS[f.name]:
-                out.append({"name": column, "type": {"type": "array", "items": kinds[cast]}})
-            continue
-        base = f.type.split(" | ")[0]
-        avro_type = {"int": "long", "float": "double", "str": "string", "bool": "boolean"}[base]
-        if "None" in f.type:
-            out.append({"name": f.name, "type": ["null", avro_type], "default": None})
-        else:
-            out.append({"name": f.name, "type": avro_type})
-    return out

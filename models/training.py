@@ -29,6 +29,7 @@ import numpy as np
 from trialwatch.models import artifacts
 from trialwatch.models.clv import clv
 from trialwatch.models.dataset import Record, RowTable, collect
+from trialwatch.models.drift import DriftReference
 from trialwatch.models.features import FEATURE_NAMES
 from trialwatch.models.metrics import binary_metrics, decile_calibration, tier_metrics
 from trialwatch.models.retention import RetentionModel, fit_retention
@@ -215,6 +216,8 @@ def train(
         },
     )
     artifacts.write_json(version_dir, "tiers.json", tiers.to_json())
+    drift = DriftReference.fit(X[split.valid], p_valid, FEATURE_NAMES)  # what PSI compares with
+    artifacts.write_json(version_dir, "drift_reference.json", drift.to_json())
     artifacts.write_json(version_dir, "features.json", list(FEATURE_NAMES))
     card = {
         "version": version,

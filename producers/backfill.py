@@ -34,6 +34,9 @@ class BackfillRecord:
     score: dict | None = None
     alert: dict | None = None
     reason: str | None = None
+    trial_id: str | None = None
+    matured: tuple = ()  # models.outcomes.MaturedOutcome of earlier predictions
+    features: Any = None  # the scored feature row, for drift
 
 
 def backfill_events(
@@ -58,7 +61,15 @@ def backfill_events(
             yield BackfillRecord(number, result.label)
             continue
         states[patient_id] = result.state
-        yield BackfillRecord(number, result.label, result.score, result.alert)
+        yield BackfillRecord(
+            number,
+            result.label,
+            result.score,
+            result.alert,
+            trial_id=result.state.trial_id,
+            matured=result.matured,
+            features=result.features,
+        )
 
 
 def backfill_file(path: Path, out_dir: Path, model_dir: Path, policy: AlertPolicy) -> dict:

@@ -61,10 +61,6 @@ class SchemaVersion:
     canonical: str
     fingerprint: bytes  # 8 bytes, little-endian, as in the single-object header
 
-    @property
-    def fingerprint_int(self) -> int:
-        return int.from_bytes(self.fingerprint, "little")
-
 
 def _load(path: Path) -> SchemaVersion:
     match = _FILE.match(path.name)

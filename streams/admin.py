@@ -16,7 +16,19 @@ from trialwatch.streams.settings import Settings, aiokafka_kwargs
 
 
 def topic_names(s: Settings) -> list[str]:
-    return [s.visit_events_topic, s.risk_scores_topic, s.risk_alerts_topic, s.dlq_topic]
+    return [
+        s.visit_events_topic,
+        s.risk_scores_topic,
+        s.risk_alerts_topic,
+        s.dlq_topic,
+        s.model_outcomes_topic,
+        s.model_metrics_topic,
+    ]
+
+
+def topic_configs(s: Settings, name: str) -> dict[str, str]:
+    """Per-topic settings: model-metrics keeps the latest record per key."""
+    return {"cleanup.policy": "compact"} if name == s.model_metrics_topic else {}
 
 
 async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> list[str]:
@@ -38,7 +50,14 @@ async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> list[str]:
                 continue
             try:
                 await admin.create_topics(
-                    [NewTopic(name, num_partitions=s.partitions, replication_factor=s.replication)]
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=s.partitions,
+                            replication_factor=s.replication,
+                            topic_configs=topic_configs(s, name),
+                        )
+                    ]
                 )
                 created.append(name)
             except TopicAlreadyExistsError:

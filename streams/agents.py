@@ -10,10 +10,13 @@ import asyncio
 
 from trialwatch.streams import runtime
 from trialwatch.streams.app import app
+from trialwatch.streams.monitoring import fold, publish_gauges
 from trialwatch.streams.processing import EventProcessor, Outputs
-from trialwatch.streams.tables import patient_to_state
+from trialwatch.streams.tables import model_trial_to_outcomes, patient_to_state
 from trialwatch.streams.topics import (
     dead_letter_topic,
+    model_metrics_topic,
+    model_outcomes_topic,
     risk_alerts_topic,
     risk_scores_topic,
     visit_events_topic,
@@ -43,20 +46,26 @@ def build_processor() -> EventProcessor:
         get_state=patient_to_state.get,
         set_state=_set_state,
         alert_published=runtime.ledger().contains,
+        send_outcomes=lambda key, batch: model_outcomes_topic.send(key=key, value=batch),
     )
     return EventProcessor(
         runtime.model.get(), runtime.cache(), outputs, runtime.settings.alert_policy
     )
 
 
+PROCESSOR: list[EventProcessor] = []  # the worker's one processor, for the drift timer
+
+
 @app.agent(visit_events_topic)
 async def score_visit_events(stream):
     processor = build_processor()
+    PROCESSOR[:] = [processor]
     try:
         async for event in stream.events():
             message = event.message
             origin = f"{message.topic}[{message.partition}]@{message.offset}"
-            await processor.process(event.key, event.value, origin)
+            position = (message.partition, message.offset)
+            await processor.process(event.key, event.value, origin, position)
     finally:
         await runtime.ledger().close()
 
@@ -73,3 +82,38 @@ async def flush_score_cache() -> None:
 @app.timer(interval=5.0)
 async def report_consumer_lag() -> None:
     runtime.update_lag_metrics(app)
+
+
+CHANGED_WINDOWS: set[bytes] = set()  # keys counted into since the last publish
+
+
+@app.agent(model_outcomes_topic)
+async def count_matured_predictions(stream):
+    """Fold matured predictions into their model version|trial window, once each."""
+    async for key, batch in stream.items():
+        window = fold(model_trial_to_outcomes.get(key), batch)
+        if window is None:  # a re-delivered batch: counted already
+            continue
+        model_trial_to_outcomes[key] = window
+        CHANGED_WINDOWS.add(key)
+
+
+@app.timer(interval=2.0)
+async def publish_model_metrics() -> None:
+    """Metrics of the windows that changed, every 2 s rather than per batch: the
+    counts are durable in the table; the topic and gauges only show them."""
+    changed = list(CHANGED_WINDOWS)
+    CHANGED_WINDOWS.clear()
+    for key in changed:
+        window = model_trial_to_outcomes.get(key)
+        if window is None:  # its partition moved to another worker
+            continue
+        record = window.metrics_record()
+        await model_metrics_topic.send(key=key, value=record)
+        publish_gauges(record)
+
+
+@app.timer(interval=10.0)
+async def report_drift() -> None:
+    for processor in PROCESSOR:
+        processor.drift.publish()

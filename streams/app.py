@@ -15,6 +15,7 @@ import faust
 
 from trialwatch.streams import runtime
 from trialwatch.streams import settings as settings_module
+from trialwatch.streams.lognoise import install_coordinator_noise_filter
 from trialwatch.streams.runtime import settings
 from trialwatch.streams.transport import Transport
 
@@ -75,9 +76,12 @@ def main() -> None:
 
     Before a worker starts: create its topics (the changelog must match the
     input's partition count) and load the model, so a missing model or an
-    unreachable broker is one clear line rather than a crashed agent.
+    unreachable broker is one clear line rather than a crashed agent. Every
+    command (its consumers too, e.g. ``alerts``) gets the coordinator-noise filter.
     """
-    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+    install_coordinator_noise_filter()
+    args = sys.argv[1:]
+    if args[:1] == ["worker"] and not {"--help", "-h"} & set(args):
         from trialwatch.streams.admin import ensure_topics
 
         asyncio.run(ensure_topics(settings))

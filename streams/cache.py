@@ -16,7 +16,6 @@ and mark) is sent again unless the alert topic already holds it
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -211,9 +210,3 @@ def _flat(score: dict) -> dict[str, str]:
 
 def _unflat(raw: dict[bytes, bytes]) -> dict:
     return {k.decode(): json.loads(v) for k, v in raw.items()}
-
-
-async def flush_forever(cache: RiskCache, interval_s: float = 0.2) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        await cache.flush()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from faust.serializers import codecs
 
+from trialwatch.models.monitoring import OutcomeWindow
 from trialwatch.models.state import PatientState, from_record, to_record
 from trialwatch.schemas import codec as avro
 from trialwatch.schemas import registry
@@ -17,6 +18,8 @@ NAMES = {
     "risk_score": "RiskScore",
     "risk_alert": "RiskAlert",
     "patient_state": "PatientState",
+    "model_outcomes": "ModelOutcomes",
+    "model_metrics": "ModelMetrics",
 }
 
 
@@ -75,4 +78,28 @@ class PatientStateValue:
 
     @classmethod
     def from_data(cls, data: PatientState, preferred_type: object = None) -> PatientState:
+        return data
+
+
+class OutcomeWindowCodec(codecs.Codec):
+    """OutcomeWindow <-> Avro single-object bytes (schemas/outcome_window.v*.avsc)."""
+
+    def _dumps(self, obj: OutcomeWindow) -> bytes:
+        return avro.encode(obj.to_record(), "OutcomeWindow")
+
+    def _loads(self, s: bytes) -> OutcomeWindow:
+        return OutcomeWindow.from_record(avro.decode(s, "OutcomeWindow"))
+
+
+codecs.register("outcome_window_object", OutcomeWindowCodec())
+
+
+class OutcomeWindowValue:
+    """The model-outcomes table's value type (see ``PatientStateValue``)."""
+
+    class _options:
+        serializer = "outcome_window_object"
+
+    @classmethod
+    def from_data(cls, data: OutcomeWindow, preferred_type: object = None) -> OutcomeWindow:
         return data

@@ -1,6 +1,6 @@
 """trialwatch's own commands, beside Faust's (``trialwatch --help`` lists all).
 
-simulate, replay, stats, train, backfill, alerts, demo, bench. Each is a thin
+simulate, replay, stats, train, backfill, alerts, demo. Each is a thin
 shell over ``producers/`` and ``models/``; none of them needs a worker running.
 """
 
@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 from faust.cli import argument, option
-from rich.console import Console
+from rich.markup import escape
 
 from trialwatch.streams import operations
 from trialwatch.streams.app import app, settings
-from trialwatch.streams.console import console, print_publish_report
+from trialwatch.streams.console import console, make_console, print_publish_report
 
 
 @app.command(
@@ -52,7 +52,7 @@ async def stats(self, profile, seed, horizon):
     from trialwatch.producers.stats import render_stats, world_stats
 
     world = operations.simulate_world(profile, seed)
-    Console().print(render_stats(world_stats(world, horizon_days=horizon)))
+    make_console().print(render_stats(world_stats(world, horizon_days=horizon)))
 
 
 @app.command(
@@ -95,7 +95,7 @@ async def train(self, profile, events_path, horizon, out_dir, seed):
         )
     except ValueError as exc:  # unknown profile, too little labelled history in the file
         raise SystemExit(f"trialwatch train: {exc}") from None
-    console.print(f"[green]model written to {path}")
+    console.print(f"[green]model written to {escape(str(path))}")
 
 
 @app.command(
@@ -119,13 +119,42 @@ async def backfill(self, path, out_dir, model_dir):
 
 
 @app.command(
+    argument("path"),
+    option(
+        "--model", "model_dir", default=None, help="artifact dir (default TRIALWATCH_MODEL_DIR)"
+    ),
+    option("--weeks", type=int, default=13, help="sliding window of prediction weeks"),
+    option("--json", "as_json", is_flag=True, default=False, help="the report as JSON on stdout"),
+)
+async def evaluate(self, path, model_dir, weeks, as_json):
+    """Grade the model on an event file: realized accuracy and drift, as the stream does."""
+    from trialwatch.producers.evaluation import evaluate_file
+    from trialwatch.streams.evaluation_view import drift_lines, realized_table
+
+    if not Path(path).is_file():
+        raise SystemExit(f"trialwatch evaluate: no such file: {path}")
+    with console.status("evaluating..."):
+        report = evaluate_file(
+            Path(path), Path(model_dir or settings.model_dir), settings.alert_policy, weeks
+        )
+    if as_json:
+        print(json.dumps(report))
+        return
+    out = make_console()
+    out.print(f"model {report['model_version']}: test ROC-AUC {report['model_test_roc_auc']}")
+    out.print(realized_table(report))
+    for line in drift_lines(report):
+        out.print(escape(line))
+
+
+@app.command(
     option("--json", "as_json", is_flag=True, default=False, help="one JSON object per line"),
     option("--from-beginning", is_flag=True, default=False),
     option("--limit", type=int, default=0, help="stop after N alerts (0 = follow)"),
     option("--seconds", type=float, default=0.0, help="stop after S seconds (0 = follow)"),
 )
 async def alerts(self, as_json, from_beginning, limit, seconds):
-    """Tail the risk-alerts topic as a live table (or JSON lines)."""
+    """Tail the risk-alerts topic: a live table, plain lines when piped, or JSON lines."""
     from trialwatch.streams.tail import tail_alerts
 
     await tail_alerts(
@@ -143,28 +172,3 @@ async def demo(self, duration, profile, speed):
     from trialwatch.streams.demo import run_demo
 
     await run_demo(settings, duration=duration, profile=profile, speed=speed)
-
-
-@app.command(
-    option("--events", type=int, default=200_000),
-    option("--patients", type=int, default=20_000),
-    option("--repeats", type=int, default=3),
-    option("--quick", is_flag=True, default=False, help="small run for a smoke check"),
-    option(
-        "--restore",
-        default="",
-        help="instead: state size, RSS and restore time for these patient counts, "
-        "e.g. 100000,1000000",
-    ),
-)
-async def bench(self, events, patients, repeats, quick, restore):
-    """Benchmarks: bare aiokafka, bare Faust, full pipeline; latency at fixed rates."""
-    if restore:
-        from trialwatch.streams.bench_restore import run_restore_bench
-
-        sizes = [int(n.replace("_", "")) for n in restore.split(",") if n.strip()]
-        await run_restore_bench(settings, sizes)
-        return
-    from trialwatch.streams.bench import run_bench
-
-    await run_bench(settings, events=events, patients=patients, repeats=repeats, quick=quick)

@@ -13,21 +13,20 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
+from trialwatch.streams.console import make_console
 from trialwatch.streams.settings import Settings, aiokafka_kwargs
+from trialwatch.streams.workerproc import WorkerProcess, WorkerProcessError
 
-console = Console()
+console = make_console()
 
 
 def demo_environment(s: Settings, run_id: str) -> dict[str, str]:
@@ -43,42 +42,6 @@ def demo_environment(s: Settings, run_id: str) -> dict[str, str]:
     }
 
 
-def wait_healthy(url: str, worker: subprocess.Popen, log_path: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-            raise SystemExit(f"the worker exited during start-up:\n{tail}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        time.sleep(0.5)
-    raise SystemExit(f"the worker did not become healthy within {timeout_s:.0f}s; see {log_path}")
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "warn"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-def stop_worker(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
 async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) -> None:
     from trialwatch.producers.publisher import Pacer, publish
     from trialwatch.streams.operations import ensure_model, simulate_world
@@ -91,15 +54,19 @@ async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) 
     demo_settings = settings_module.load(env)
     await ensure_topics(demo_settings)
     log_path = Path(".devstack") / "demo" / f"worker-{run_id}.log"
-    worker = start_worker(env, log_path)
+    worker = WorkerProcess(env, log_path, port=demo_settings.web_port).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
-        health = f"http://{demo_settings.web_host}:{demo_settings.web_port}/health"
-        await asyncio.to_thread(wait_healthy, health, worker, log_path)
-        console.print(f"[green]worker healthy[/] ({health}); worker log: {log_path}")
+        try:
+            await asyncio.to_thread(worker.wait_healthy, 90.0)
+        except WorkerProcessError as exc:
+            raise SystemExit(f"trialwatch demo: {exc}") from None
+        console.print(
+            f"[green]worker healthy[/] ({worker.url}/health); worker log: {escape(str(log_path))}"
+        )
         world = simulate_world(profile)
         records = ((i + 1, e, None) for i, e in enumerate(world.events))
         publisher = asyncio.create_task(
@@ -116,7 +83,7 @@ async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) 
         stop.set()
         report = await publisher
     finally:
-        stop_worker(worker)
+        worker.stop(timeout=30.0)
     summarize(world, report, alerts)
 
 
@@ -124,11 +91,12 @@ def summarize(world, report, alerts: list[dict]) -> None:
     participants = len(world.outcome)
     tiers = Counter(a["tier"] for a in alerts)
     per_1000 = 1000 * len({a["patient_id"] for a in alerts}) / max(participants, 1)
+    by_tier = ", ".join(f"{tier} {n:,}" for tier, n in tiers.most_common())
     console.print(
         Panel.fit(
             f"events published: {report.sent:,} of {len(world.events):,} "
             f"({report.events_per_s:,.0f}/s)\n"
-            f"alerts: {len(alerts):,} ({dict(tiers)}); "
+            f"alerts: {len(alerts):,}" + (f" ({by_tier})" if by_tier else "") + "\n"
             f"participants alerted per 1,000: {per_1000:.0f}",
             title="demo summary",
         )

@@ -61,6 +61,37 @@ def tick() -> None:
     PROGRESS["count"] += 1
 
 
+REALIZED = {
+    name: Gauge(
+        f"trialwatch_realized_{name}",
+        f"Realized {text} of matured predictions over the sliding window, by model and trial",
+        ["model_version", "trial"],
+        registry=REGISTRY,
+    )
+    for name, text in (
+        ("roc_auc", "ROC-AUC"),
+        ("pr_auc", "PR-AUC"),
+        ("brier", "Brier score"),
+        ("calibration_in_the_large", "mean probability / realized rate"),
+        ("calibration_slope", "calibration slope"),
+        ("n", "count"),
+        ("positives", "withdrawals among the"),
+    )
+}
+MODEL_TEST_ROC_AUC = Gauge(
+    "trialwatch_model_test_roc_auc",
+    "ROC-AUC of the loaded model on its held-out test split (the model card)",
+    ["model_version"],
+    registry=REGISTRY,
+)
+DRIFT_PSI = Gauge(
+    "trialwatch_drift_psi",
+    "PSI of a feature (or the score) in this worker's window of a trial vs the training data",
+    ["trial", "feature"],
+    registry=REGISTRY,
+)
+
+
 def render() -> bytes:
     return generate_latest(REGISTRY)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from trialwatch.models.scorer import Scorer
 from trialwatch.schemas.exceptions import TrialwatchError
+from trialwatch.streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ class ModelHolder:
                 raise SystemExit(f"trialwatch: {self.error}") from None
             self.error = None
             log.info("model %s loaded from %s", self._scorer.version, self.path)
+            test = (self._scorer.card.get("test_metrics") or {}).get("lightgbm") or {}
+            if test.get("roc_auc") is not None:
+                metrics.MODEL_TEST_ROC_AUC.labels(self._scorer.version).set(test["roc_auc"])
         return self._scorer
 
     @property

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.markup import escape
+
 from trialwatch.streams.console import console, print_publish_report, progress_bar
 from trialwatch.streams.settings import Settings, aiokafka_kwargs
 
@@ -58,7 +60,7 @@ def write_events(events: list[dict], path: Path) -> None:
         write_avro(events, path)
     else:
         write_jsonl(events, path)
-    console.print(f"wrote {len(events):,} events to {path}")
+    console.print(f"wrote {len(events):,} events to {escape(str(path))}")
 
 
 async def replay_file(s: Settings, path: Path, *, rate=None, speed=None, start: int = 0):
@@ -141,5 +143,7 @@ def ensure_model(model_dir: Path) -> None:
         Scorer.load(model_dir)
         return
     except ArtifactError as exc:
-        console.print(f"[bold]no usable model ({exc}): training the quick model (~1 min)...")
+        console.print(
+            f"[bold]no usable model ({escape(str(exc))}): training the quick model (~1 min)..."
+        )
     train_model("quick", 60, model_dir)

@@ -30,6 +30,7 @@ from trialwatch.schemas import codec as avro
 from trialwatch.schemas.exceptions import DecodeError
 from trialwatch.streams import metrics
 from trialwatch.streams.cache import RiskCache
+from trialwatch.streams.monitoring import DriftMonitor, outcome_batches
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ SendFn = Callable[[bytes, Any], Awaitable[Any]]
 
 async def _never_published(alert_id: str, since_ms: int) -> bool:
     return False
+
+
+async def _nowhere(key: bytes, record: dict) -> None:
+    return None
 
 
 @dataclass
@@ -51,6 +56,8 @@ class Outputs:
     set_state: Callable[[bytes, PatientState], None]
     # (alert_id, claimed at wall ms) -> is it already on the alert topic?
     alert_published: Callable[[str, int], Awaitable[bool]] = _never_published
+    # matured predictions (a ModelOutcomes record) keyed by model version|trial
+    send_outcomes: Callable[[bytes, dict], Awaitable[Any]] = _nowhere
 
 
 class EventProcessor:
@@ -59,18 +66,27 @@ class EventProcessor:
         self.cache = cache
         self.out = outputs
         self.policy = policy
+        self.drift = DriftMonitor(getattr(scorer, "drift_reference", None))
 
-    async def process(self, key: bytes | None, value: bytes, origin: str = "") -> str:
-        """Handle one message; return its outcome (one of ``models.pipeline.OUTCOME_LABELS``)."""
+    async def process(
+        self, key: bytes | None, value: bytes, origin: str = "", position: tuple[int, int] = (0, 0)
+    ) -> str:
+        """Handle one message; return its outcome (one of ``models.pipeline.OUTCOME_LABELS``).
+
+        ``position`` is the message's (partition, offset): it identifies the input
+        event in what it matured, so a re-delivered copy is counted once.
+        """
         started = time.perf_counter()
         metrics.EVENTS_IN.inc()
-        outcome = await self._process(key, value, origin)
+        outcome = await self._process(key, value, origin, position)
         metrics.OUTCOMES.labels(outcome).inc()
         metrics.SCORE_LATENCY.observe(time.perf_counter() - started)
         metrics.tick()
         return outcome
 
-    async def _process(self, key: bytes | None, value: bytes, origin: str) -> str:
+    async def _process(
+        self, key: bytes | None, value: bytes, origin: str, position: tuple[int, int]
+    ) -> str:
         try:
             event = avro.decode(value)
         except DecodeError as exc:
@@ -95,9 +111,20 @@ class EventProcessor:
                 if result.alert is not None:
                     await self.emit_alert(patient_key, result.alert)
             return result.label
+        if result.matured:
+            for outcomes_key, batch in outcome_batches(
+                result.state.trial_id, result.matured, *position
+            ):
+                await self.out.send_outcomes(outcomes_key, batch)
         if result.score is not None:
             await self.out.send_score(patient_key, result.score)
             self.cache.put_score(result.score)
+            self.drift.observe(
+                result.state.trial_id,
+                event["event_time"],
+                result.features,
+                result.score["probability"],
+            )
         if result.alert is not None:
             await self.emit_alert(patient_key, result.alert)
         self.out.set_state(patient_key, result.state)

@@ -86,6 +86,15 @@ class Settings:
         return f"{self.topic_prefix}visit-events.dlq"
 
     @property
+    def model_outcomes_topic(self) -> str:
+        """Internal: matured predictions re-keyed by model version and trial."""
+        return f"{self.topic_prefix}model-outcomes"
+
+    @property
+    def model_metrics_topic(self) -> str:
+        return f"{self.topic_prefix}model-metrics"
+
+    @property
     def broker_url(self) -> str:
         hosts = [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
         return ";".join(f"kafka://{h}" for h in hosts)

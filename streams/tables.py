@@ -7,7 +7,7 @@ count, same key), so a patient's events and state always live on one worker.
 from __future__ import annotations
 
 from trialwatch.streams.app import app, settings
-from trialwatch.streams.codecs import PatientStateValue
+from trialwatch.streams.codecs import OutcomeWindowValue, PatientStateValue
 
 patient_to_state = app.Table(
     "patient_to_state",
@@ -16,4 +16,12 @@ patient_to_state = app.Table(
     key_type=bytes,
     value_type=PatientStateValue,
     help="Rolling PatientState per patient id",
+)
+model_trial_to_outcomes = app.Table(
+    "model_trial_to_outcomes",
+    default=None,
+    partitions=settings.partitions,
+    key_type=bytes,
+    value_type=OutcomeWindowValue,
+    help="Matured-prediction counts per model version|trial (streams.monitoring)",
 )

@@ -33,3 +33,15 @@ dead_letter_topic = app.topic(
     value_serializer="raw",
     partitions=settings.partitions,
 )
+model_outcomes_topic = app.topic(
+    settings.model_outcomes_topic,
+    key_serializer="raw",
+    value_serializer="model_outcomes",
+    partitions=settings.partitions,
+)
+model_metrics_topic = app.topic(
+    settings.model_metrics_topic,
+    key_serializer="raw",
+    value_serializer="model_metrics",
+    partitions=settings.partitions,
+)

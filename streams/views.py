@@ -125,9 +125,37 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+IS_THE_MODEL_STILL_RIGHT = {
+    "realized": "matured predictions of the trials this worker aggregates (all of them "
+    "on the model-metrics topic): roc_auc/pr_auc rank quality, brier overall error, "
+    "calibration_in_the_large = mean probability / realized rate (1 is right, 2 means "
+    "it predicts twice the withdrawals that happen), calibration_slope (1 is right)",
+    "drift": "PSI of each feature and the score in this worker's window of a trial vs "
+    "the training rows: >= 0.10 moderate, >= 0.25 major; protocol and trial-age "
+    "features are shown, never flagged",
+    "when_an_alert_fires": "calibration off: recalibrate the trial from its matured "
+    "outcomes; ROC-AUC below the card's test value: retrain (trialwatch train --events); "
+    "a major PSI: check the feature's source for a change first, then retrain",
+}
+
+
 @app.page("/model")
 async def model_card(self: web.View, request: web.Request) -> web.Response:
-    return self.json(runtime.model.get().card)
+    """The model card, with what this worker sees of the model's health."""
+    from trialwatch.models.drift import flags
+    from trialwatch.streams.agents import PROCESSOR
+    from trialwatch.streams.monitoring import LATEST
+
+    drift = {}
+    for processor in PROCESSOR:
+        for trial, psi in processor.drift.publish().items():
+            drift[trial] = {"psi": psi, "flags": flags(psi)}
+    monitoring = {
+        "realized": [LATEST[k] for k in sorted(LATEST)],
+        "drift": drift,
+        "guide": IS_THE_MODEL_STILL_RIGHT,
+    }
+    return self.json(_finite({**runtime.model.get().card, "monitoring": monitoring}))
 
 
 @app.page("/metrics")

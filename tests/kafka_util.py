@@ -17,12 +17,3 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
         )
     finally:
         await admin.close()
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (for extra servers and web views)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from tests.kafka_util import free_port
 from trialwatch.streams import metrics
 from trialwatch.streams.cache import Claim, RiskCache
+from trialwatch.streams.workerproc import free_port
 
 
 def _score(patient_id: str, p: float) -> dict:

@@ -24,9 +24,13 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess
     )
 
 
+# rich takes output for a terminal when one of these says so; the CLI runs on pipes here
+TERMINAL_OVERRIDES = ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+
+
 def cli_env(kafka_bootstrap: str, **extra: str) -> dict[str, str]:
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in TERMINAL_OVERRIDES},
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "TRIALWATCH_TOPIC_PREFIX": f"cli{uuid.uuid4().hex[:8]}.",
         "TRIALWATCH_PARTITIONS": "4",
@@ -51,21 +55,25 @@ def test_simulate_publishes_every_event_keyed_by_patient(kafka_bootstrap):
 
 def test_replay_reports_bad_lines_and_sends_the_rest(kafka_bootstrap, tmp_path):
     events = simulate(PROFILES["demo"]).events[:500]
-    path = tmp_path / "history.jsonl"
+    # a path longer than any terminal, and a narrow COLUMNS: the report on the
+    # stderr pipe must still be whole lines, whatever the machine's tmp path is
+    path = tmp_path / ("a-long-directory-name-" * 8) / "history.jsonl"
+    path.parent.mkdir()
     write_jsonl(events, path)
     lines = path.read_text().splitlines()
     lines[9] = "{broken"
     lines[19] = json.dumps({**events[19], "event_type": "TELEPORTED"})
     lines[29] = json.dumps({**events[29], "event_time": 42})
     path.write_text("\n".join(lines) + "\n")
-    env = cli_env(kafka_bootstrap)
+    env = cli_env(kafka_bootstrap, COLUMNS="40")
 
     done = run_cli("replay", str(path), "--start", "5", env=env)
     assert done.returncode == 0, done.stderr
-    assert "sent 492 events" in done.stderr
-    assert "rejected 3" in done.stderr
-    assert "record 10: malformed_json" in done.stderr
-    assert "record 20:" in done.stderr and "event_type" in done.stderr
+    lines = done.stderr.splitlines()
+    assert any(line.startswith(f"replay {path}: sent 492 events in ") for line in lines)
+    assert any(line.endswith("; rejected 3") for line in lines)
+    assert any(line.startswith("  e.g. record 10: malformed_json") for line in lines)
+    assert any(line.startswith("  e.g. record 20: ") and "event_type" in line for line in lines)
     topic = env["TRIALWATCH_TOPIC_PREFIX"] + "visit-events"
     records = asyncio.run(read_topic(kafka_bootstrap, topic))
     sent_ids = {codec.decode(r.value)["event_id"] for r in records}

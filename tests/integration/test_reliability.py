@@ -33,9 +33,10 @@ from tests.integration.worker import (
     scores_on_topic,
     wait_settled,
 )
-from tests.kafka_util import create_topics, free_port
+from tests.kafka_util import create_topics
 from trialwatch.producers.simulator import PROFILES, simulate
 from trialwatch.schemas import codec, registry
+from trialwatch.streams.workerproc import free_port, rss_mb
 
 pytestmark = pytest.mark.slow
 COOLDOWN = 30.0
@@ -154,21 +155,25 @@ def test_kill_dash_nine_loses_nothing_and_duplicates_no_alert(
     worker = Worker(ns).start()
     publisher = publish_steadily(kafka_bootstrap, ns.settings.visit_events_topic, messages, 600)
     rng = random.Random(4)
-    kills = 0
+    killed: list[tuple[int, int | None]] = []  # (pid, exit status) of each killed worker
     try:
         for _ in range(5):
             time.sleep(rng.uniform(2.0, 5.0))
+            assert worker.proc.poll() is None, "died before its kill:\n" + worker.log()[-3000:]
             worker.kill()
-            kills += 1
+            killed.append((worker.proc.pid, worker.proc.returncode))
             worker = Worker(ns).start()
         publisher.join()
         wait_for_scores(ns, len(expected.scores), [worker])
         scored, alerted = assert_same_as_reference(ns, expected)
     finally:
         worker.stop()
-    assert kills == 5
+    # five distinct running worker processes, each ended by the SIGKILL itself
+    assert [status for _, status in killed] == [-signal.SIGKILL] * 5
+    assert len({pid for pid, _ in killed}) == 5
     print(
-        f"crash: {kills} kills, {len(messages)} events, {scored} scored, {alerted} alerts, 0 lost"
+        f"crash: {len(killed)} kills, {len(messages)} events, {scored} scored, "
+        f"{alerted} alerts, 0 lost"
     )
 
 
@@ -219,8 +224,13 @@ def _devstack_broker():
     from tests.stack import _devstack
 
     stack = _devstack()
-    if stack.read_pid(stack.KAFKA_HOME / "kafka.pid") is None:
-        pytest.skip("the broker is not the local dev stack's: cannot restart it from here")
+    pid_file = stack.KAFKA_HOME / "kafka.pid"
+    if stack.read_pid(pid_file) is None:
+        pytest.fail(
+            f"cannot restart the broker: it is not this checkout's dev stack (no live pid in "
+            f"{pid_file}). Run this test against `make up`, not an external broker.",
+            pytrace=False,
+        )
     return stack
 
 
@@ -309,13 +319,6 @@ def hostile_messages(events: list[dict], n: int, rng: random.Random) -> list[tup
     return out
 
 
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def test_hostile_input_goes_to_the_dlq_and_valid_traffic_is_scored(
     kafka_bootstrap, redis_url, quick_model_dir, tmp_path, world_events
 ):
@@ -333,11 +336,11 @@ def test_hostile_input_goes_to_the_dlq_and_valid_traffic_is_scored(
     expected = expected_outputs(mixed, quick_model_dir, redis_url, COOLDOWN)
     worker = Worker(ns).start()
     try:
-        rss_before = _rss_kb(worker.proc.pid)
+        rss_before = rss_mb(worker.pid)
         asyncio.run(publish_raw(kafka_bootstrap, ns.settings.visit_events_topic, mixed))
         counts = worker.wait_outcomes(len(mixed), timeout=300)
         wait_settled(ns)
-        rss_after = _rss_kb(worker.proc.pid)
+        rss_after = rss_mb(worker.pid)
         assert worker.proc.poll() is None
         assert Counter(counts) == expected.outcomes
         assert counts["dead_lettered"] >= 8_500  # all but the bit flips that still decode
@@ -348,7 +351,7 @@ def test_hostile_input_goes_to_the_dlq_and_valid_traffic_is_scored(
         assert_same_as_reference(ns, expected, check_states=False)
     finally:
         worker.stop()
-    assert rss_after - rss_before < 150_000, f"RSS grew {rss_after - rss_before} kB"
+    assert rss_after - rss_before < 150, f"RSS grew {rss_after - rss_before:.0f} MB"
     print(f"hostile: {len(hostile)} invalid tried, {counts['dead_lettered']} dead-lettered")
 
 

@@ -19,13 +19,14 @@ from tests.integration.worker import (
     scores_on_topic,
     wait_settled,
 )
-from tests.kafka_util import create_topics, free_port
+from tests.kafka_util import create_topics
 from trialwatch.models.scorer import Scorer
 from trialwatch.producers.backfill import backfill_events
 from trialwatch.producers.files import write_avro
 from trialwatch.producers.simulator import PROFILES, simulate
 from trialwatch.schemas import codec as avro
 from trialwatch.streams.settings import load as load_settings
+from trialwatch.streams.workerproc import free_port
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,9 +13,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.kafka_util import free_port
 from trialwatch.schemas import codec as avro
 from trialwatch.streams import settings as settings_module
+from trialwatch.streams.workerproc import WorkerProcess, free_port
 
 
 @dataclass
@@ -53,96 +47,36 @@ class Namespace:
         return settings_module.load(self.env())
 
 
-class Worker:
+class Worker(WorkerProcess):
+    """A ``trialwatch worker`` of a test namespace, logging at info."""
+
     def __init__(self, ns: Namespace, name: str = "w1", **env: str) -> None:
         self.ns = ns
-        self.port = free_port()
+        port = free_port()
         self.data_dir = ns.root / f"data-{name}"
-        self.log_path = ns.root / f"worker-{name}.log"
-        self.env = ns.env(
-            TRIALWATCH_WEB_PORT=str(self.port), TRIALWATCH_DATA_DIR=str(self.data_dir), **env
+        super().__init__(
+            ns.env(TRIALWATCH_WEB_PORT=str(port), TRIALWATCH_DATA_DIR=str(self.data_dir), **env),
+            ns.root / f"worker-{name}.log",
+            port=port,
+            loglevel="info",
         )
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> Worker:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "info"],
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        super().start()
         if wait:
             self.wait_healthy()
         return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    def post(self, path: str, body: object, timeout: float = 10.0) -> tuple[int, dict]:
-        request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), method="POST"
-        )
-        request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    def wait_healthy(self, timeout: float = 120.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, self.log()[-5000:]
-            try:
-                status, body = self.get("/health", timeout=3)
-                if status == 200:
-                    return body
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"worker not healthy in {timeout}s:\n{self.log()[-5000:]}")
 
     def outcomes(self) -> dict[str, int]:
         return self.get("/health")[1]["outcomes"]
 
     def wait_outcomes(self, total: int, timeout: float = 180.0) -> dict[str, int]:
-        deadline = time.monotonic() + timeout
-        counts: dict[str, int] = {}
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, self.log()[-5000:]
-            counts = self.outcomes()
-            if sum(counts.values()) >= total:
-                return counts
-            time.sleep(0.5)
-        raise AssertionError(f"only {counts} of {total} events processed:\n{self.log()[-3000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
+        body = self.wait_for(
+            lambda b: sum(b["outcomes"].values()) >= total,
+            timeout=timeout,
+            what=f"done with {total} events",
+        )
+        return body["outcomes"]
 
 
 async def publish_events(bootstrap: str, topic: str, events: Iterable[dict]) -> int:
@@ -223,12 +157,12 @@ async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     raise AssertionError(f"topic {topic} does not exist")
 
 
-async def committed_lag(ns: Namespace) -> int:
+async def committed_lag(ns: Namespace, topic: str | None = None) -> int:
     """Input records the deployment's consumer group has not committed yet.
 
     Faust flushes its producer (outputs and changelog writes) before it commits,
     so 0 means every output of every input record is on the broker."""
-    topic = ns.settings.visit_events_topic
+    topic = topic or ns.settings.visit_events_topic
     consumer = AIOKafkaConsumer(
         bootstrap_servers=ns.bootstrap, group_id=f"tw-{ns.run_id}", enable_auto_commit=False
     )
@@ -244,17 +178,13 @@ async def committed_lag(ns: Namespace) -> int:
         await consumer.stop()
 
 
-def wait_settled(ns: Namespace, timeout: float = 120.0) -> None:
-    """Wait until the workers committed every input record (see ``committed_lag``)."""
+def wait_settled(ns: Namespace, timeout: float = 120.0, topic: str | None = None) -> None:
+    """Wait until the workers committed every record of ``topic`` (default: the input)."""
     deadline = time.monotonic() + timeout
     lag = -1
     while time.monotonic() < deadline:
-        lag = asyncio.run(committed_lag(ns))
+        lag = asyncio.run(committed_lag(ns, topic))
         if lag == 0:
             return
         time.sleep(0.5)
     raise AssertionError(f"{lag} input records still uncommitted after {timeout}s")
-
-
-def run(coro):
-    return asyncio.get_event_loop().run_until_complete(coro)

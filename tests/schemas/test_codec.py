@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 
@@ -22,6 +21,7 @@ from trialwatch.schemas.exceptions import (
     UnknownFingerprint,
 )
 
+HEADER = codec.HEADER_SIZE
 RECORDS = [("VisitEvent", event_factory(t)) for t in EVENT_TYPES] + [
     ("RiskScore", score_factory()),
     ("RiskAlert", alert_factory()),
@@ -158,24 +158,57 @@ def test_trailing_bytes_are_corrupt():
     assert info.value.reason == "corrupt_body"
 
 
+BODY_REASONS = {"truncated", "corrupt_body", "contract_violation"}
+
+
+def _outcome(data: bytes) -> str | dict:
+    """The decoded record, or the reason of the DecodeError (any other error fails)."""
+    try:
+        return codec.decode(data)
+    except DecodeError as exc:
+        return exc.reason
+
+
+def _accepted(record: dict) -> bool:
+    """A record the decoder let through is a whole, valid event that encodes again."""
+    return set(record) == set(event_factory()) and codec.decode(codec.encode(record)) == record
+
+
 def test_every_truncation_and_bit_flip_raises_only_decode_errors():
     data = codec.encode(event_factory("ENROLLED"))
-    for cut in range(len(data)):
-        with pytest.raises(DecodeError):
-            codec.decode(data[:cut])
+    cuts = [_outcome(data[:cut]) for cut in range(len(data))]
+    assert cuts[0] == "bad_marker"  # empty
+    assert cuts[1:HEADER] == ["truncated"] * (HEADER - 1)  # inside the header
+    assert set(cuts[HEADER:]) <= {"truncated", "corrupt_body"} and "truncated" in cuts
+    flips = []
     for i in range(len(data) * 8):
         flipped = bytearray(data)
         flipped[i // 8] ^= 1 << (i % 8)
-        with contextlib.suppress(DecodeError):
-            codec.decode(bytes(flipped))
+        flips.append(_outcome(bytes(flipped)))
+    assert flips[:16] == ["bad_marker"] * 16  # the marker C3 01
+    assert flips[16 : HEADER * 8] == ["unknown_fingerprint"] * 64  # the fingerprint
+    body = flips[HEADER * 8 :]
+    errors = [f for f in body if isinstance(f, str)]
+    assert set(errors) <= BODY_REASONS and errors
+    assert all(_accepted(f) for f in body if isinstance(f, dict))
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_decode_errors(raw):
-    for candidate in (raw, codec.MARKER + registry.current("VisitEvent").fingerprint + raw):
-        with contextlib.suppress(DecodeError):
-            codec.decode(candidate)
+    outcome = _outcome(raw)
+    if not raw or not raw.startswith(codec.MARKER[: len(raw)]):
+        assert outcome == "bad_marker"
+    elif len(raw) < HEADER:
+        assert outcome == "truncated"
+    elif registry.BY_FINGERPRINT.get(raw[2:HEADER]) is None:
+        assert outcome == "unknown_fingerprint"
+    # Behind a valid header, random bytes are a body error or a whole valid event.
+    behind_header = _outcome(codec.MARKER + registry.current("VisitEvent").fingerprint + raw)
+    if isinstance(behind_header, str):
+        assert behind_header in BODY_REASONS
+    else:
+        assert _accepted(behind_header)
 
 
 def test_contract_violations_on_the_wire_are_typed():

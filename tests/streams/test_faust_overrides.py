@@ -2,10 +2,18 @@
 
 Their behaviour is proven against the real broker in
 ``tests/integration/test_reliability.py`` (broker restart, two workers); these
-tests guard the wiring, which a refactor of ``streams/app.py`` could drop silently.
+tests guard the wiring, which a refactor of ``streams/app.py`` could drop silently,
+and the order of calls the recovery override exists for, on a recording fake app.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
 
 from trialwatch.streams.app import app
 from trialwatch.streams.recovery import Recovery
@@ -24,5 +32,146 @@ async def test_every_producer_of_the_app_is_idempotent_with_acks_all():
         await client.stop()
 
 
-def test_table_recovery_seeks_before_it_resumes_the_input_partitions():
+def test_the_app_recovers_its_tables_with_the_override():
     assert type(app.tables.recovery) is Recovery
+
+
+INPUT = {TP("visit-events", 0), TP("visit-events", 1)}
+CHANGELOG = {TP("trialwatch-patient_to_state-changelog", 0)}
+
+
+def _recording_recovery(log: list[Any], generation_id: int) -> SimpleNamespace:
+    """What ``Recovery.on_recovery_completed`` touches, recording each call in ``log``.
+
+    The input partitions start paused, as Faust leaves them while tables recover;
+    the seek and the other awaited calls suspend, as network calls do.
+    """
+    paused = set(INPUT)
+
+    def note(name: str):
+        def call(*args: Any) -> None:
+            log.append(name)
+
+        return call
+
+    def anote(name: str):
+        async def call(*args: Any) -> None:
+            log.append(name)
+            await asyncio.sleep(0)
+
+        return call
+
+    async def perform_seek() -> None:
+        log.append(("perform_seek", frozenset(paused & INPUT)))
+        await asyncio.sleep(0)
+
+    def resume_partitions(tps: set[TP]) -> None:
+        log.append(("resume_partitions", frozenset(tps)))
+        paused.difference_update(tps)
+
+    async def wait(coro: Any, timeout: float | None = None) -> None:
+        await coro
+
+    consumer = SimpleNamespace(
+        assignment=lambda: INPUT | CHANGELOG,
+        perform_seek=perform_seek,
+        resume_partitions=resume_partitions,
+        resume_flow=note("consumer.resume_flow"),
+    )
+
+    class Table:  # hashable, as tables are dict keys in Recovery
+        on_recovery_completed = staticmethod(anote("table.on_recovery_completed"))
+
+    table = Table()
+    fake_app = SimpleNamespace(
+        consumer=consumer,
+        consumer_generation_id=generation_id,
+        conf=SimpleNamespace(broker_request_timeout=30.0),
+        on_rebalance_complete=SimpleNamespace(send=anote("on_rebalance_complete")),
+        flow_control=SimpleNamespace(resume=note("flow_control.resume")),  # clears the queues
+        _fetcher=SimpleNamespace(maybe_start=anote("fetcher.maybe_start")),
+        assignor=SimpleNamespace(assigned_standbys=set),
+        on_rebalance_end=note("app.on_rebalance_end"),
+    )
+    tables = SimpleNamespace(
+        values=lambda: [table],
+        changelog_topics={tp.topic for tp in CHANGELOG},
+        on_actives_ready=note("tables.on_actives_ready"),
+        on_standbys_ready=note("tables.on_standbys_ready"),
+    )
+    recovery = SimpleNamespace(
+        app=fake_app,
+        log=logging.getLogger("test.recovery"),
+        tables=tables,
+        actives_for_table={table: set()},
+        standbys_for_table={table: set()},
+        completed=SimpleNamespace(set=note("completed.set")),
+        _set_recovery_ended=note("recovery_ended"),
+        _wait=wait,
+        _is_changelog_tp=lambda tp: tp.topic in tables.changelog_topics,
+    )
+    recovery._tables_recovered = lambda: Recovery._tables_recovered(recovery)
+    return recovery
+
+
+async def _run_recovery(generation_id: int, current_generation: int = 7) -> list[Any]:
+    """The override's calls, with a "tick" wherever it let another task run."""
+    log: list[Any] = []
+    recovery = _recording_recovery(log, current_generation)
+    done = False
+
+    async def other_task() -> None:
+        while not done:
+            log.append("tick")
+            await asyncio.sleep(0)
+
+    ticker = asyncio.ensure_future(other_task())
+    try:
+        await Recovery.on_recovery_completed(recovery, generation_id)
+    finally:
+        done = True
+        await ticker
+    return log
+
+
+def _names(log: list[Any]) -> list[str]:
+    return [entry[0] if isinstance(entry, tuple) else entry for entry in log]
+
+
+async def test_table_recovery_seeks_before_it_resumes_the_input_partitions():
+    log = await _run_recovery(generation_id=7)
+    names = _names(log)
+    assert [name for name in names if name != "tick"] == [
+        "on_rebalance_complete",
+        "recovery_ended",
+        "table.on_recovery_completed",
+        "perform_seek",
+        "flow_control.resume",  # clears the agents' queues
+        "resume_partitions",
+        "completed.set",
+        "consumer.resume_flow",
+        "fetcher.maybe_start",
+        "tables.on_actives_ready",
+        "tables.on_standbys_ready",
+        "app.on_rebalance_end",
+    ]
+    seek, clear = names.index("perform_seek"), names.index("flow_control.resume")
+    # the seek ran while every input partition was still paused ...
+    assert log[seek] == ("perform_seek", frozenset(INPUT))
+    # ... and only the input partitions are resumed, not the changelog
+    assert ("resume_partitions", frozenset(INPUT)) in log
+    # no other task ran between the clear and the resumed flow (no await in between),
+    assert names[clear : names.index("consumer.resume_flow") + 1] == [
+        "flow_control.resume",
+        "resume_partitions",
+        "completed.set",
+        "consumer.resume_flow",
+    ]
+    # while one did run during the seek: the detector sees a suspension.
+    assert "tick" in names[seek:clear]
+
+
+async def test_table_recovery_of_a_stale_generation_resumes_nothing():
+    names = _names(await _run_recovery(generation_id=6))
+    assert not {"perform_seek", "flow_control.resume", "resume_partitions"} & set(names)
+    assert "consumer.resume_flow" not in names and "completed.set" not in names

@@ -1,4 +1,4 @@
-"""``trialwatch bench --restore N ...``: state size, worker memory, changelog restore time.
+"""``make bench BENCH_ARGS="--restore N,..."``: state size, worker memory, changelog restore time.
 
 For each N: write N realistic PatientState records (the final states of a
 simulated world, re-keyed to N distinct patients) straight into a fresh app's
@@ -12,10 +12,8 @@ changelog gives the fixed start-up cost to subtract. Worker RSS is read from
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,12 +22,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.progress import Progress
 
+from bench.stream import RESULTS
 from trialwatch.models.state import apply, to_record
 from trialwatch.schemas import codec as avro
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
-from trialwatch.streams.bench import RESULTS, _free_port, _get_json, worker_process
 from trialwatch.streams.settings import Settings
+from trialwatch.streams.workerproc import WorkerProcess, free_port, rss_mb
 
 PARTITIONS = 8
 
@@ -78,13 +77,6 @@ async def write_changelog(bootstrap: str, topic: str, templates: list[dict], n: 
     return total
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
@@ -92,7 +84,7 @@ def _dir_mb(path: Path) -> float:
 def restore_once(
     env_base: dict, app_id: str, workdir: Path, timeout_s: float, data_dir: Path
 ) -> dict:
-    port = _free_port()
+    port = free_port()
     env = {
         **env_base,
         "TRIALWATCH_APP_ID": app_id,
@@ -100,24 +92,21 @@ def restore_once(
         "TRIALWATCH_WEB_PORT": str(port),
         "TRIALWATCH_STANDBY_REPLICAS": "0",
     }
-    log = workdir / f"restore-{app_id}.log"
     started = time.monotonic()
-    cmd = [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "warn"]
-    with worker_process(cmd, env, log) as proc:
-        while time.monotonic() < started + timeout_s:
-            if proc.poll() is not None:
-                raise SystemExit(f"restore worker exited; see {log}")
-            body = _get_json(f"http://127.0.0.1:{port}/health")
-            if body and body.get("tables_recovered"):
-                seconds = time.monotonic() - started
-                time.sleep(2.0)  # let RocksDB settle before reading memory
-                return {
-                    "seconds": round(seconds, 1),
-                    "rss_mb": round(_rss_mb(proc.pid), 1),
-                    "rocksdb_mb": round(_dir_mb(data_dir), 1),
-                }
-            time.sleep(0.2)
-        raise SystemExit(f"restore did not finish in {timeout_s:.0f} s; see {log}")
+    with WorkerProcess(env, workdir / f"restore-{app_id}.log", port=port) as worker:
+        worker.wait_for(
+            lambda body: bool(body.get("tables_recovered")),
+            timeout=timeout_s,
+            what="done restoring its tables",
+            interval=0.2,
+        )
+        seconds = time.monotonic() - started
+        time.sleep(2.0)  # let RocksDB settle before reading memory
+        return {
+            "seconds": round(seconds, 1),
+            "rss_mb": round(rss_mb(worker.pid), 1),
+            "rocksdb_mb": round(_dir_mb(data_dir), 1),
+        }
 
 
 async def run_restore_bench(s: Settings, sizes: list[int]) -> dict:
@@ -171,8 +160,3 @@ def restore_markdown(results: list[dict]) -> str:
             f"| {r['rocksdb_mb']} |"
         )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # python -m streams.bench_restore 100000 ...
-    sizes = [int(a) for a in sys.argv[1:]] or [100_000]
-    asyncio.run(run_restore_bench(settings_module.load(), sizes))

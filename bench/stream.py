@@ -1,4 +1,4 @@
-"""``trialwatch bench``: the pipeline against bare Kafka and bare Faust, side by side.
+"""``make bench``: the pipeline against bare Kafka and bare Faust, side by side.
 
 One run, one pre-produced input (>= 200k events, >= 20k patients, 8 partitions):
   (a) bare aiokafka consume -> produce passthrough (in this process)
@@ -13,16 +13,12 @@ readable, p50/p95/p99. Markdown on stdout, JSON in bench-results/stream.json.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +29,7 @@ from trialwatch.schemas import codec as avro
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
 from trialwatch.streams.settings import Settings
+from trialwatch.streams.workerproc import WorkerProcess, free_port
 
 console = Console(stderr=True)
 RESULTS = Path("bench-results")
@@ -95,55 +92,29 @@ async def passthrough(bootstrap: str, source: str, n: int) -> float:
 
 
 # ----------------------------------------------------------------- (b)-(d)
-def _get_json(url: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return json.loads(response.read())
-    except (OSError, ValueError):
-        return None
+def run_subprocess_bench(worker: WorkerProcess, progress_path: str, n: int) -> float:
+    """Start a worker, wait until it processed ``n`` events, return events/s.
 
+    The worker reports ``{"count", "first", "last"}`` (wall-clock seconds of its
+    first and last event) at ``progress_path``, so start-up is not counted.
+    """
 
-@contextlib.contextmanager
-def worker_process(cmd: list[str], env: dict, log: Path) -> Iterator[subprocess.Popen]:
-    """A worker subprocess logging to ``log``, terminated (then killed) on exit."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    def progress(body: dict) -> dict:
+        return body.get("progress", body)
 
-
-def run_subprocess_bench(cmd: list[str], env: dict, progress_url: str, n: int, log: Path) -> float:
-    """Start a worker, wait until it processed ``n`` events, return events/s."""
-    with worker_process(cmd, env, log) as proc:
-        deadline = time.monotonic() + max(120.0, n / 500)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"bench worker exited; see {log}")
-            body = _get_json(progress_url)
-            progress = body.get("progress", body) if body else None
-            if progress and progress["count"] >= n:
-                return progress["count"] / (progress["last"] - progress["first"])
-            time.sleep(0.25)
-        raise SystemExit(f"bench worker did not finish {n} events in time; see {log}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with worker:
+        body = worker.wait_for(
+            lambda b: progress(b)["count"] >= n,
+            path=progress_path,
+            timeout=max(120.0, n / 100),  # a slow machine must not fail the run
+            what=f"done with {n:,} events",
+        )
+    p = progress(body)
+    return p["count"] / (p["last"] - p["first"])
 
 
 def bare_faust(s: Settings, topic: str, mode: str, n: int, workdir: Path) -> float:
-    port = _free_port()
+    port = free_port()
     run = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
@@ -155,13 +126,13 @@ def bare_faust(s: Settings, topic: str, mode: str, n: int, workdir: Path) -> flo
         "BENCH_PORT": str(port),
         "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
     }
-    cmd = [sys.executable, "-m", "trialwatch.streams.bench_apps", "worker", "-l", "warn"]
-    url = f"http://127.0.0.1:{port}/bench"
-    return run_subprocess_bench(cmd, env, url, n, workdir / f"{mode}-{run}.log")
+    command = (sys.executable, "-m", "bench.apps", "worker")
+    worker = WorkerProcess(env, workdir / f"{mode}-{run}.log", port=port, command=command)
+    return run_subprocess_bench(worker, "/bench", n)
 
 
 def full_pipeline(env_base: dict, n: int, workdir: Path) -> float:
-    port = _free_port()
+    port = free_port()
     run = uuid.uuid4().hex[:8]
     env = {
         **env_base,
@@ -170,9 +141,8 @@ def full_pipeline(env_base: dict, n: int, workdir: Path) -> float:
         "TRIALWATCH_WEB_PORT": str(port),
         "TRIALWATCH_STANDBY_REPLICAS": "0",
     }
-    cmd = [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "warn"]
-    url = f"http://127.0.0.1:{port}/health"
-    return run_subprocess_bench(cmd, env, url, n, workdir / f"full-{run}.log")
+    worker = WorkerProcess(env, workdir / f"full-{run}.log", port=port)
+    return run_subprocess_bench(worker, "/health", n)
 
 
 # ----------------------------------------------------------------- latency
@@ -184,29 +154,19 @@ async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, 
     env = {**env_base, "TRIALWATCH_TOPIC_PREFIX": prefix}
     lat_settings = settings_module.load(env)
     await ensure_topics(lat_settings)
-    port = _free_port()
+    port = free_port()
     env.update(
         TRIALWATCH_APP_ID=f"bench-lat-{uuid.uuid4().hex[:6]}",
         TRIALWATCH_DATA_DIR=str(workdir / f"lat-{port}"),
         TRIALWATCH_WEB_PORT=str(port),
         TRIALWATCH_STANDBY_REPLICAS="0",
     )
-    log = workdir / f"lat-{port}.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trialwatch.streams", "worker", "-l", "warn"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    worker = WorkerProcess(env, workdir / f"lat-{port}.log", port=port).start()
     sent_at: dict[str, float] = {}
     score_lat: list[float] = []
     alert_lat: list[float] = []
     try:
-        while _get_json(f"http://127.0.0.1:{port}/health") is None:
-            if proc.poll() is not None:
-                raise SystemExit(f"latency worker exited; see {log}")
-            await asyncio.sleep(0.3)
+        await asyncio.to_thread(worker.wait_healthy)
         readers = [
             _reader(s.kafka_bootstrap_servers, lat_settings.risk_scores_topic, "RiskScore"),
             _reader(s.kafka_bootstrap_servers, lat_settings.risk_alerts_topic, "RiskAlert"),
@@ -240,8 +200,7 @@ async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, 
         for reader in readers:
             await reader.stop()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        worker.stop(timeout=30.0)
     return {
         "rate": rate,
         "events": n,
@@ -299,7 +258,7 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     from trialwatch.streams.operations import ensure_model
 
     ensure_model(s.model_dir)
-    from trialwatch.streams.microbench import micro_markdown, run_micro
+    from bench.components import micro_markdown, run_micro
 
     with console.status("component benchmarks (codec, simulator, scorer, publish)..."):
         micro = await run_micro(s, s.model_dir, input_events)

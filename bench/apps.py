@@ -1,6 +1,6 @@
 """Bare Faust apps the benchmark compares the pipeline with (ceilings b and c).
 
-Run as ``python -m streams.bench_apps worker`` with BENCH_MODE=consume|table,
+Run as ``python -m bench.apps worker`` with BENCH_MODE=consume|table,
 BENCH_TOPIC, BENCH_APP_ID, BENCH_PARTITIONS, KAFKA_BOOTSTRAP_SERVERS,
 BENCH_DATA_DIR and BENCH_PORT. GET /bench reports the count and the wall-clock
 times of the first and last event, so throughput excludes start-up.

@@ -1,4 +1,4 @@
-"""Component benchmarks run by ``trialwatch bench`` before the stream benchmark.
+"""Component benchmarks run by ``make bench`` before the stream benchmark.
 
 Medians of repeated runs, measured side by side in one process: Avro codec
 (fastavro vs the reference ``avro`` package), the simulator, state + features,

@@ -1,0 +1,1 @@
+"""Benchmarks of trialwatch (``make bench``); tooling outside the shipped package."""
