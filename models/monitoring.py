@@ -296,15 +296,25 @@ def pooled(windows: Iterable[OutcomeWindow]) -> list[dict[str, Any]]:
     ]
 
 
+def count_outcome(
+    windows: dict[tuple[str, str], OutcomeWindow],
+    trial_id: str,
+    outcome: MaturedOutcome,
+    window_weeks: int = DEFAULT_WINDOW_WEEKS,
+) -> None:
+    """Add one outcome to its (model version, trial) window, made on first use."""
+    key = (outcome.model_version, trial_id)
+    window = windows.get(key)
+    if window is None:
+        window = windows[key] = OutcomeWindow(outcome.model_version, trial_id, window_weeks)
+    window.add(outcome)
+
+
 def evaluate_outcomes(
     outcomes: list[tuple[str, MaturedOutcome]], window_weeks: int = DEFAULT_WINDOW_WEEKS
 ) -> dict[tuple[str, str], OutcomeWindow]:
     """Windows by (model version, trial) from ``(trial_id, outcome)`` pairs."""
     windows: dict[tuple[str, str], OutcomeWindow] = {}
     for trial_id, outcome in outcomes:
-        key = (outcome.model_version, trial_id)
-        window = windows.get(key)
-        if window is None:
-            window = windows[key] = OutcomeWindow(outcome.model_version, trial_id, window_weeks)
-        window.add(outcome)
+        count_outcome(windows, trial_id, outcome, window_weeks)
     return windows

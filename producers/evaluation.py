@@ -15,7 +15,12 @@ from typing import Any
 from trialwatch.models.alerts import AlertPolicy
 from trialwatch.models.drift import DEFAULT_WINDOW_WEEKS as DRIFT_WEEKS
 from trialwatch.models.drift import DriftWindow, flags
-from trialwatch.models.monitoring import DEFAULT_WINDOW_WEEKS, OutcomeWindow, pooled
+from trialwatch.models.monitoring import (
+    DEFAULT_WINDOW_WEEKS,
+    OutcomeWindow,
+    count_outcome,
+    pooled,
+)
 from trialwatch.models.scorer import Scorer
 from trialwatch.producers.backfill import backfill_events
 from trialwatch.producers.files import read_events
@@ -62,11 +67,7 @@ def evaluate_events(
         if rec.trial_id is None:
             continue
         for outcome in rec.matured:
-            key = (outcome.model_version, rec.trial_id)
-            window = out.outcomes.get(key)
-            if window is None:
-                window = out.outcomes[key] = OutcomeWindow(*key, window_weeks=window_weeks)
-            window.add(outcome)
+            count_outcome(out.outcomes, rec.trial_id, outcome, window_weeks)
         if rec.features is not None:
             drift = out.drift.get(rec.trial_id)
             if drift is None:
