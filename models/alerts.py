@@ -36,9 +36,17 @@ def decide(
     state: PatientState, tier: str, event_time: int, policy: AlertPolicy
 ) -> AlertDecision | None:
     """Should this score raise an alert? ``state`` holds the last alert's tier and time."""
+    return decide_after(state.last_alert_tier, state.last_alert_at, tier, event_time, policy)
+
+
+def decide_after(
+    last_tier: str | None, last_at: int | None, tier: str, event_time: int, policy: AlertPolicy
+) -> AlertDecision | None:
+    """``decide`` on the last alert's tier and time alone, without a ``PatientState``:
+    ``models.savings`` replays the policy over the test split with it, so the model
+    card's savings and the stream's alerts follow one rule."""
     if TIER_RANK[tier] < TIER_RANK[policy.min_tier]:
         return None
-    last_tier, last_at = state.last_alert_tier, state.last_alert_at
     if last_tier is None or last_at is None:
         return AlertDecision(tier, None)
     if TIER_RANK[tier] > TIER_RANK[last_tier]:

@@ -23,6 +23,11 @@ from dataclasses import dataclass
 DAYS_PER_YEAR = 365.25
 
 REPLACEMENT_COST_USD = 19_533.0
+REPLACEMENT_COST_SOURCE = (
+    "cost of replacing a participant who drops out, about $19,533: an industry figure widely "
+    "cited from Tufts CSDD / Clinical Performance Partners analyses of per-patient "
+    "recruitment cost (an order of magnitude, not one trial's quote)"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,18 @@ import numpy as np
 
 from trialwatch.models.economics import REPLACEMENT_COST_USD
 
+EFFICACY_SOURCE = (
+    "0.30 = share of targeted outreaches that keep a participant who would otherwise "
+    "withdraw: an optimistic round figure in the range of retention interventions "
+    "(Gillies et al. 2021, Cochrane review of strategies to improve retention in randomised "
+    "trials: modest effects that vary widely); an assumption, hence the sensitivity table"
+)
+OUTREACH_SOURCE = (
+    "assumed costs per outreach, not quotes: coordinator phone call $150 (MEDIUM), retention "
+    "visit with travel support $600 (HIGH), intensive package: home visit, retention "
+    "specialist, schedule flexibility $1,500 (CRITICAL)"
+)
+
 ACTIONS = {
     "LOW": "no action: routine follow-up",
     "MEDIUM": "coordinator phone call before the next visit",

@@ -11,7 +11,8 @@ validation, last 20% test), so no patient sits in two folds and the test set is
 the future. In the same run: a logistic regression and a one-rule baseline
 (visit intervals since the last completed visit), the ORACLE (the simulator's true
 probabilities) on the same test rows, and the same model scored on any extra
-evaluation sets (worlds built with other parameters: does it transfer?).
+evaluation sets (worlds built with other parameters: does it transfer?), and the
+expected net savings of the alert policy on the test split (``models.savings``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from trialwatch.models.drift import DriftReference
 from trialwatch.models.features import FEATURE_NAMES
 from trialwatch.models.metrics import binary_metrics, decile_calibration, tier_metrics
 from trialwatch.models.retention import RetentionModel, fit_retention
+from trialwatch.models.savings import savings_card, tier_ranks
 from trialwatch.models.scorer import phase_index
 from trialwatch.models.state import Outcome, PatientState, apply
 from trialwatch.models.tiers import choose_tiers
@@ -183,6 +185,7 @@ def train(
             y_test, one_rule_test, probabilities=False
         ),
     }
+    savings = _savings(rows, split, p_test, tiers.thresholds, horizon_days)
     clv_table = None
     transfer = {"test split": _transfer_row(y_test, p_test, oracle_test)}
     if truth is not None:
@@ -247,6 +250,7 @@ def train(
         },
         "transfer": transfer,
         "tiers": {**tiers.to_json(), "at_test": tier_metrics(y_test, p_test, tiers.thresholds)},
+        "savings": savings,
         "clv_decile_calibration": clv_table,
         "training_seconds": round(time.perf_counter() - started, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -392,6 +396,23 @@ def _evaluate(
     row = _transfer_row(rows.y[mask], predict(rows.X[mask]), oracle)
     keep = ("profile", "seed", "parameters", "fingerprint_sha256", "file")
     return {"data": {k: v for k, v in data.source.items() if k in keep}, **row}
+
+
+def _savings(
+    rows: RowTable, split: Split, p_test: np.ndarray, thresholds: dict, horizon_days: int
+) -> dict:
+    """The card's savings section on the test split (``models.savings``): the tiers'
+    alerts replayed per participant, per 1,000 test participants."""
+    patients = np.unique(rows.patient[split.test])
+    return savings_card(
+        rows.patient[split.test],
+        rows.event_time[split.test],
+        rows.y[split.test],
+        tier_ranks(p_test, thresholds),
+        horizon_days,
+        participants=len(patients),
+        withdrawals=int((rows.withdrawn_at[patients] >= 0).sum()),
+    )
 
 
 def _log_to_mlflow(version_dir: Path, card: dict) -> None:

@@ -77,6 +77,39 @@ def test_tiers_increase_and_sit_near_their_break_even(card):
     assert recall["MEDIUM"] >= recall["HIGH"] >= recall["CRITICAL"] > 0
 
 
+def test_card_savings_are_consistent_per_1000_test_participants(card):
+    """net = efficacy x preventable x replacement cost - outreach, on the test split's
+    participants, scaled to 1,000; the break-even efficacy nets zero."""
+    savings = card["savings"]
+    c = savings["assumptions"]["replacement_cost_usd"]
+    assert c == 19_533.0 and savings["assumptions"]["efficacy"] == 0.3
+    assert "Gillies et al. 2021" in savings["assumptions"]["efficacy_source"]
+    for name in ("model", "naive_everyone_high_every_cooldown"):
+        block = savings[name]
+        assert block["participants"] == card["data"]["patients"]["test"]
+        alerts, usd = block["alerts"], savings["assumptions"]["outreach_usd"]
+        assert alerts["total"] == alerts["HIGH"] + alerts["CRITICAL"] > 0
+        outreach = alerts["HIGH"] * usd["HIGH"] + alerts["CRITICAL"] * usd["CRITICAL"]
+        assert block["outreach_cost_usd"] == pytest.approx(outreach)
+        prevent = block["preventable_withdrawals"]
+        assert 0 < prevent <= block["withdrawals"] <= block["participants"]
+        assert block["net_savings_usd"] == pytest.approx(0.3 * prevent * c - outreach)
+        scale = 1_000 / block["participants"]
+        per = block["per_1000"]
+        assert per["net_savings_usd"] == pytest.approx((0.3 * prevent * c - outreach) * scale)
+        assert per["alerts"] == pytest.approx(alerts["total"] * scale)
+        assert per["outreach_cost_usd"] == pytest.approx(outreach * scale)
+        table = block["net_savings_per_1000_by_efficacy"]
+        assert list(table) == ["0.1", "0.2", "0.3", "0.4", "0.5"]
+        for e, net in table.items():
+            assert net == pytest.approx((float(e) * prevent * c - outreach) * scale)
+        assert block["break_even_efficacy"] * prevent * c == pytest.approx(outreach)
+    # the tiers alert fewer participants' rows than outreach to everyone, for less money
+    model, naive = savings["model"], savings["naive_everyone_high_every_cooldown"]
+    assert model["outreach_cost_usd"] < naive["outreach_cost_usd"]
+    assert model["preventable_withdrawals"] <= naive["preventable_withdrawals"]
+
+
 def test_artifact_is_plain_text_and_json_never_pickle(quick_model_dir):
     version = resolve(quick_model_dir)
     for path in version.iterdir():
