@@ -13,6 +13,8 @@ the future. In the same run: a logistic regression and a one-rule baseline
 probabilities) on the same test rows, and the same model scored on any extra
 evaluation sets (worlds built with other parameters: does it transfer?), and the
 expected net savings of the alert policy on the test split (``models.savings``).
+Tracking (MLflow) is not done here: ``streams.tracking`` logs the finished
+artifact, so this layer reads no environment and writes only the artifact.
 """
 
 from __future__ import annotations
@@ -261,7 +263,6 @@ def train(
 
     write_plots(version_dir, churn, X[split.test], y_test, p_test, logistic_test, oracle_test)
     artifacts.publish_latest(root, version)
-    _log_to_mlflow(version_dir, card)
     progress("done", 1.0)
     return version_dir
 
@@ -413,22 +414,3 @@ def _savings(
         participants=len(patients),
         withdrawals=int((rows.withdrawn_at[patients] >= 0).sum()),
     )
-
-
-def _log_to_mlflow(version_dir: Path, card: dict) -> None:
-    import os
-
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        return
-    try:
-        import mlflow
-    except ImportError:
-        print(
-            "MLFLOW_TRACKING_URI is set but mlflow is not installed: pip install trialwatch[mlflow]"
-        )
-        return
-    with mlflow.start_run(run_name=card["version"]):
-        mlflow.log_params({"horizon_days": card["horizon_days"], **card["model"]["params"]})
-        for model, values in card["test_metrics"].items():
-            mlflow.log_metrics({f"{model}.{k}": v for k, v in values.items() if v is not None})
-        mlflow.log_artifacts(str(version_dir))

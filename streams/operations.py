@@ -2,7 +2,8 @@
 
 Each composes ``producers`` and ``models`` with the app's settings: simulate a
 world, publish or replay events, train (simulated worlds or an event file, scored
-on the shifted worlds too), make sure a model exists. The demo and the commands both call these.
+on the shifted worlds too, mirrored to MLflow when it is configured), make sure a
+model exists. The demo and the commands both call these.
 """
 
 from __future__ import annotations
@@ -110,7 +111,28 @@ def train_model(
             evaluations=evaluations,
         )  # fmt: skip
     print_training_input(path)
+    track_training(path)
     return path
+
+
+def track_training(version_dir: Path) -> str | None:
+    """Mirror a trained artifact to MLflow when ``MLFLOW_TRACKING_URI`` is set
+    (``streams.tracking``: best effort, the directory stays the source of truth)."""
+    import json
+
+    from trialwatch.streams import tracking
+
+    if not tracking.enabled():
+        return None
+    card = json.loads((version_dir / "model_card.json").read_text())
+    with console.status("logging the run to MLflow..."):
+        run_id = tracking.log_training(version_dir, card)
+    if run_id is not None:
+        console.print(
+            f"MLflow run {run_id}: registered as {escape(tracking.registered_model_name())}, "
+            f"tagged {tracking.VERSION_TAG}={escape(version_dir.name)}"
+        )
+    return run_id
 
 
 def print_training_input(version_dir: Path) -> None:
