@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from trialwatch.models.artifacts import resolve
-from trialwatch.streams import tracking
+from trialwatch.streams import operations, tracking
 
 PYTHON = sys.executable
 
@@ -61,7 +61,7 @@ def test_training_run_registered_version_and_alias(quick_model_dir, sqlite_uri, 
 
     version_dir = resolve(quick_model_dir)
     card = json.loads((version_dir / "model_card.json").read_text())
-    run_id = tracking.log_training(version_dir, card)
+    run_id = operations.track_training(version_dir)  # what train_model calls: log_training
     assert run_id is not None
 
     client = MlflowClient()
