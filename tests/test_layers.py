@@ -25,8 +25,8 @@ ALLOWED = {
     "streams": set(PACKAGES),
 }
 FORBIDDEN_THIRD_PARTY = {
-    "schemas": {"faust", "mode", "aiokafka", "redis", "lightgbm", "numpy", "rich"},
-    "models": {"faust", "mode", "aiokafka", "redis", "rich"},
+    "schemas": {"faust", "mode", "aiokafka", "redis", "lightgbm", "numpy", "rich", "mlflow"},
+    "models": {"faust", "mode", "aiokafka", "redis", "rich", "mlflow"},
     "producers": {"faust", "mode", "redis"},
     "streams": set(),
 }
