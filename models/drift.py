@@ -106,6 +106,15 @@ class DriftReference:
         index = (row[:, None] >= self.edges).sum(axis=1)
         return np.where(np.isnan(row), self.shares.shape[1] - 1, index)
 
+    def smoke_rows(self) -> np.ndarray:
+        """Feature rows at the reference's cut points (one row per quantile; a
+        column with fewer cuts repeats its highest): plausible inputs for a check
+        that a model scores, without any data."""
+        cuts = self.edges[:-1].T.copy()  # (quantiles, features); the score column dropped
+        finite = np.where(np.isinf(cuts), -np.inf, cuts).max(axis=0)
+        highest = np.where(np.isinf(finite), 0.0, finite)
+        return np.where(np.isinf(cuts), highest, cuts)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "names": list(self.names),

@@ -15,7 +15,7 @@ for the scores this model gives.
     >>> from trialwatch.models.monitoring import OutcomeWindow
     >>> from trialwatch.models.outcomes import MaturedOutcome
     >>> w = OutcomeWindow("v1", "T1")
-    >>> for i in range(100):  # two a day: all within the 13-week window
+    >>> for i in range(100):  # two a day: all within the 26-week window
     ...     counted = w.add(MaturedOutcome("v1", i * 43_200_000, 0.2, 2, int(i % 5 == 0)))
     >>> m = w.metrics()
     >>> m["n"], m["positives"], round(m["calibration_in_the_large"], 3)
@@ -37,7 +37,8 @@ from trialwatch.models.outcomes import MaturedOutcome
 from trialwatch.schemas.contract import MS_PER_DAY
 
 WEEK_MS = 7 * MS_PER_DAY
-DEFAULT_WINDOW_WEEKS = 13  # a quarter of prediction weeks
+DEFAULT_WINDOW_WEEKS = 26  # half a year of prediction weeks: recalibration fits the
+# weeks older than the horizon (models.recalibration.mature_weeks), 16 of them at 60 days
 _LOGIT_EDGES = np.linspace(-7.0, 3.0, 101)
 EDGES = tuple(float(1 / (1 + math.exp(-z))) for z in _LOGIT_EDGES)  # probability cut points
 N_BINS = len(EDGES) + 1
@@ -86,6 +87,7 @@ class OutcomeWindow:
     weeks: dict[int, WeekCounts] = field(default_factory=dict)
     newest_week: int | None = None
     applied: dict[int, int] = field(default_factory=dict)  # input partition -> newest offset
+    revision: int = field(default=0, compare=False)  # counts changes (for encoders' caches)
 
     def add_batch(self, partition: int, offset: int, outcomes: Iterable[MaturedOutcome]) -> bool:
         """Count the outcomes one input event matured, once: False (and nothing counted)
@@ -98,6 +100,7 @@ class OutcomeWindow:
         if offset <= self.applied.get(partition, -1):
             return False
         self.applied[partition] = offset
+        self.revision += 1
         for outcome in outcomes:
             self.add(outcome)
         return True
@@ -242,12 +245,27 @@ def _pr_auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def _slope(pos: np.ndarray, neg: np.ndarray, logit_sum: np.ndarray) -> float | None:
-    """Slope of a logistic regression of the outcome on logit(p), on bin means (Newton)."""
+    """Slope of a logistic regression of the outcome on logit(p), on bin means."""
+    fit = platt_fit(pos, neg, logit_sum)
+    return None if fit is None else fit[1]
+
+
+def platt_fit(
+    pos: np.ndarray, neg: np.ndarray, logit_sum: np.ndarray
+) -> tuple[float, float] | None:
+    """(a, b) of P(y) = sigmoid(a + b * logit(p)) fitted on binned counts (Newton).
+
+    Each bin stands for its predictions at their mean log-odds: bins are 0.1
+    logit wide, so this is the weighted logistic regression of the outcomes on
+    the predictions' log-odds to well within the noise of any real window.
+    None when the counts cannot identify a slope (one bin, or separable).
+    """
+    pos, neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
     count = pos + neg
     keep = count > 0
-    x = logit_sum[keep] / count[keep]
+    x = np.asarray(logit_sum, dtype=np.float64)[keep] / count[keep]
     k, m = pos[keep], count[keep]
-    if np.ptp(x) == 0:
+    if len(x) == 0 or np.ptp(x) == 0:
         return None
     a, b = 0.0, 1.0
     for _ in range(50):
@@ -260,11 +278,11 @@ def _slope(pos: np.ndarray, neg: np.ndarray, logit_sum: np.ndarray) -> float | N
         except np.linalg.LinAlgError:
             return None
         a, b = a + delta[0], b + delta[1]
-        if not np.isfinite(b):  # separable counts (tiny windows): no slope to report
+        if not (np.isfinite(a) and np.isfinite(b)):  # separable (tiny windows)
             return None
         if abs(delta).max() < 1e-10:
             break
-    return float(b)
+    return float(a), float(b)
 
 
 def _tiers(tier_pos: list[int], tier_neg: list[int]) -> dict[str, dict[str, float | None]]:

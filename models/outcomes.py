@@ -71,13 +71,17 @@ def mature(
 def record(
     open_predictions: tuple[OpenPrediction, ...], prediction: OpenPrediction
 ) -> tuple[OpenPrediction, ...]:
-    """Add a score as an open prediction unless another lies within its slot.
+    """Add a score as an open prediction unless another of its version lies within
+    its slot.
 
-    The ring is sorted by time; when full, the oldest open prediction is kept and
-    the new one is not recorded (the horizon decides maturity, not arrival).
+    The ring is sorted by time and holds at most ``OPEN_RING`` predictions of each
+    version (a shadow challenger's predictions mature beside the champion's); when
+    full, the oldest are kept and the new one is not recorded (the horizon decides
+    maturity, not arrival).
     """
-    at = prediction[0]
+    at, version = prediction[0], prediction[3]
     slot = SLOT_DAYS * MS_PER_DAY
-    if len(open_predictions) >= OPEN_RING or any(abs(at - t) < slot for t, *_ in open_predictions):
+    mine = [t for t, _, _, v in open_predictions if v == version]
+    if len(mine) >= OPEN_RING or any(abs(at - t) < slot for t in mine):
         return open_predictions
     return tuple(sorted((*open_predictions, prediction)))

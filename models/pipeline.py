@@ -50,6 +50,7 @@ class StepResult:
     score: dict | None = None
     alert: dict | None = None
     replayed: bool = False  # a duplicate whose outputs were rebuilt for re-sending
+    shadow: dict | None = None  # the challenger's score of the same event (never alerts)
     matured: tuple[MaturedOutcome, ...] = ()  # earlier predictions this event matured
     features: Any = None  # the scored feature row (numpy), for drift monitoring
 
@@ -64,12 +65,19 @@ class StepResult:
 
 
 def step(
-    state: PatientState | None, event: dict, scorer: Any, policy: AlertPolicy = DEFAULT_POLICY
+    state: PatientState | None,
+    event: dict,
+    scorer: Any,
+    policy: AlertPolicy = DEFAULT_POLICY,
+    challenger: Any = None,
 ) -> StepResult:
+    """``challenger``, when given, scores the same feature row as a shadow: its
+    prediction is recorded to mature beside the champion's, and it never alerts
+    (features and alert decisions read neither)."""
     new_state, outcome = apply(state, event)
     if outcome is Outcome.DUPLICATE:
         if new_state.last_event_hash == latest_key(event) and not new_state.ended:
-            return _rebuild(new_state, event, scorer)
+            return _rebuild(new_state, event, scorer, challenger)
         return StepResult(new_state, outcome)
     if outcome is not Outcome.APPLIED:
         return StepResult(new_state, outcome)
@@ -84,30 +92,38 @@ def step(
         return StepResult(new_state, outcome, matured=matured)
     x = features(new_state, at)  # features never read the open predictions
     s = scorer.score_one(x, new_state, at)
-    score = _score_record(new_state, event, s, scorer)
-    prediction = (at, s.probability, TIER_RANK[s.tier], scorer.version)
-    set_open_predictions(new_state, record(still_open, prediction))
+    score = _score_record(new_state, event, s)
+    open_now = record(still_open, (at, s.probability, TIER_RANK[s.tier], s.served_version))
+    shadow = None
+    if challenger is not None:
+        c = challenger.score_one(x, new_state, at)
+        shadow = _score_record(new_state, event, c)
+        open_now = record(open_now, (at, c.probability, TIER_RANK[c.tier], c.served_version))
+    set_open_predictions(new_state, open_now)
     decision = decide(new_state, s.tier, at, policy)
     if decision is None:
-        return StepResult(new_state, outcome, score, matured=matured, features=x)
+        return StepResult(new_state, outcome, score, matured=matured, features=x, shadow=shadow)
     alert = _alert_record(score, s.tier, decision.previous_tier, x, scorer)
     alerted = with_alert(new_state, s.tier, at, latest_key(event))
-    return StepResult(alerted, outcome, score, alert, matured=matured, features=x)
+    return StepResult(alerted, outcome, score, alert, matured=matured, features=x, shadow=shadow)
 
 
-def _rebuild(state: PatientState, event: dict, scorer: Any) -> StepResult:
+def _rebuild(state: PatientState, event: dict, scorer: Any, challenger: Any) -> StepResult:
     """The outputs the latest event produced, from the state it left behind."""
     at = event["event_time"]
     x = features(state, at)
     s = scorer.score_one(x, state, at)
-    score = _score_record(state, event, s, scorer)
+    score = _score_record(state, event, s)
     alert = None
     if state.last_alert_event_hash == latest_key(event):
         alert = _alert_record(score, state.last_alert_tier, state.previous_alert_tier, x, scorer)
-    return StepResult(state, Outcome.DUPLICATE, score, alert, replayed=True)
+    shadow = None
+    if challenger is not None:
+        shadow = _score_record(state, event, challenger.score_one(x, state, at))
+    return StepResult(state, Outcome.DUPLICATE, score, alert, replayed=True, shadow=shadow)
 
 
-def _score_record(state: PatientState, event: dict, s: Any, scorer: Any) -> dict:
+def _score_record(state: PatientState, event: dict, s: Any) -> dict:
     return {
         "patient_id": state.patient_id,
         "trial_id": state.trial_id,
@@ -122,7 +138,8 @@ def _score_record(state: PatientState, event: dict, s: Any, scorer: Any) -> dict
         "retention": list(s.retention),
         "clv": s.clv,
         "value_at_risk": s.value_at_risk,
-        "model_version": scorer.version,
+        "model_version": s.model_version,
+        "calibration_version": s.calibration_version,
     }
 
 
@@ -138,7 +155,8 @@ def _alert_record(score: dict, tier: str, previous: str | None, x, scorer: Any) 
         "value_at_risk": score["value_at_risk"],
         "recommended_action": scorer.recommended_action(tier),
         "reasons": scorer.explain(x, k=3),
-        "model_version": scorer.version,
+        "model_version": score["model_version"],
+        "calibration_version": score["calibration_version"],
     }
 
 

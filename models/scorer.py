@@ -10,6 +10,8 @@ only for alerts.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from trialwatch.models.exceptions import ArtifactError, ModelError
 from trialwatch.models.fastpredict import FastPredictor
 from trialwatch.models.features import FEATURE_NAMES, N_FEATURES
 from trialwatch.models.reasons import reason_text
+from trialwatch.models.recalibration import Calibration, served_version
 from trialwatch.models.retention import RetentionModel
 from trialwatch.models.state import PatientState
 from trialwatch.models.tiers import Tiers
@@ -39,6 +42,15 @@ class Score:
     retention: tuple[float, ...]
     clv: float
     value_at_risk: float
+    model_version: str = ""
+    calibration_version: str | None = None  # the trial's recalibration, if any
+
+    @property
+    def served_version(self) -> str:
+        """What the prediction is recorded and monitored under (model + calibration)."""
+        if self.calibration_version is None:
+            return self.model_version
+        return f"{self.model_version}+{self.calibration_version}"
 
 
 class Scorer:
@@ -72,6 +84,23 @@ class Scorer:
         )
         self.version = version_dir.name
         self.path = version_dir
+        self.calibrations: Mapping[str, Calibration] = {}
+
+    def with_calibrations(self, calibrations: Mapping[str, Calibration]) -> Scorer:
+        """The same model with these per-trial maps (a new object: the serving
+        snapshot is swapped whole, never changed under a scoring event)."""
+        for trial_id, cal in calibrations.items():
+            if cal.model_version != self.version or cal.trial_id != trial_id:
+                raise ArtifactError(
+                    f"calibration {cal.version} is for {cal.model_version}/{cal.trial_id}, "
+                    f"not {self.version}/{trial_id}"
+                )
+        clone = copy.copy(self)
+        clone.calibrations = dict(calibrations)
+        return clone
+
+    def served_version(self, trial_id: str) -> str:
+        return served_version(self.version, self.calibrations.get(trial_id))
 
     @classmethod
     def load(cls, path: Path | str) -> Scorer:
@@ -96,25 +125,34 @@ class Scorer:
         probs = self.probabilities(X).tolist()
         phases = phase_index(X).tolist()
         rows = zip(probs, phases, states, ats, strict=True)
-        return [self._score(p, self.retention.curve_one(p, ph), s, at) for p, ph, s, at in rows]
+        return [self._score(p, ph, s, at) for p, ph, s, at in rows]
 
     def score_one(self, x: np.ndarray, state: PatientState, at_ms: int) -> Score:
         """One row, the per-event path."""
         x = x.reshape(1, -1)
         p = float(self.probabilities(x)[0])
         phase = min(max(int(x[0, _PHASE]) - 1, 0), 3)
-        return self._score(p, self.retention.curve_one(p, phase), state, at_ms)
+        return self._score(p, phase, state, at_ms)
 
-    def _score(self, p: float, curve: list[float], state: PatientState, at: int) -> Score:
+    def _score(self, p: float, phase: int, state: PatientState, at: int) -> Score:
+        """The trial's map (if any) turns the model's probability into the served
+        one; the curve, CLV and tier all follow the served probability."""
+        cal = self.calibrations.get(state.trial_id) if self.calibrations else None
+        tiers = self.tiers
+        if cal is not None:
+            p, tiers = cal.apply_one(p), cal.tiers
+        curve = self.retention.curve_one(p, phase)
         value, at_risk = clv(state, at, curve, self.population_attendance)
         return Score(
             probability=p,
-            tier=self.tiers.tier(p),
+            tier=tiers.tier(p),
             horizon_days=self.horizon_days,
             retention_days=RETENTION_DAYS,
             retention=tuple(curve),
             clv=value,
             value_at_risk=at_risk,
+            model_version=self.version,
+            calibration_version=None if cal is None else cal.version,
         )
 
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
@@ -133,6 +171,23 @@ class Scorer:
 
     def recommended_action(self, tier: str) -> str:
         return self.tiers.action(tier)
+
+    def smoke_check(self) -> None:
+        """Refuse a model that cannot score: finite probabilities in [0, 1], one per
+        row, and non-increasing retention curves, on rows spanning the feature
+        ranges the card's drift reference recorded (raises ``ArtifactError``)."""
+        rows = self.drift_reference.smoke_rows() if self.drift_reference else None
+        if rows is None or len(rows) == 0:
+            rows = np.zeros((4, N_FEATURES))
+        try:
+            p = self.probabilities(rows)
+            curves = self.retention_curves(rows, p)
+        except Exception as exc:  # any failure here means: do not serve it
+            raise ArtifactError(f"model {self.version} cannot score: {exc}") from None
+        if p.shape != (len(rows),) or not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
+            raise ArtifactError(f"model {self.version} gives probabilities outside [0, 1]")
+        if not np.all(np.isfinite(curves)) or np.any(np.diff(curves, axis=1) > 1e-12):
+            raise ArtifactError(f"model {self.version} gives an increasing retention curve")
 
 
 def phase_index(X: np.ndarray) -> np.ndarray:

@@ -23,12 +23,20 @@ def topic_names(s: Settings) -> list[str]:
         s.dlq_topic,
         s.model_outcomes_topic,
         s.model_metrics_topic,
+        s.shadow_scores_topic,
+        s.model_control_topic,
     ]
 
 
 def topic_configs(s: Settings, name: str) -> dict[str, str]:
-    """Per-topic settings: model-metrics keeps the latest record per key."""
-    return {"cleanup.policy": "compact"} if name == s.model_metrics_topic else {}
+    """Per-topic settings: model-metrics and model-control keep the latest record per key."""
+    compacted = (s.model_metrics_topic, s.model_control_topic)
+    return {"cleanup.policy": "compact"} if name in compacted else {}
+
+
+def partitions_of(s: Settings, name: str) -> int:
+    """model-control has one partition: its decisions are totally ordered."""
+    return 1 if name == s.model_control_topic else s.partitions
 
 
 async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> list[str]:
@@ -53,7 +61,7 @@ async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> list[str]:
                     [
                         NewTopic(
                             name,
-                            num_partitions=s.partitions,
+                            num_partitions=partitions_of(s, name),
                             replication_factor=s.replication,
                             topic_configs=topic_configs(s, name),
                         )

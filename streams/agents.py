@@ -12,6 +12,7 @@ from trialwatch.streams import runtime
 from trialwatch.streams.app import app
 from trialwatch.streams.monitoring import fold, publish_gauges
 from trialwatch.streams.processing import EventProcessor, Outputs
+from trialwatch.streams.recalibrator import AutoRecalibrator, publish_calibration
 from trialwatch.streams.tables import model_trial_to_outcomes, patient_to_state
 from trialwatch.streams.topics import (
     dead_letter_topic,
@@ -19,6 +20,7 @@ from trialwatch.streams.topics import (
     model_outcomes_topic,
     risk_alerts_topic,
     risk_scores_topic,
+    shadow_scores_topic,
     visit_events_topic,
 )
 
@@ -47,17 +49,29 @@ def build_processor() -> EventProcessor:
         set_state=_set_state,
         alert_published=runtime.ledger().contains,
         send_outcomes=lambda key, batch: model_outcomes_topic.send(key=key, value=batch),
+        send_shadow=lambda key, score: shadow_scores_topic.send(key=key, value=score),
     )
-    return EventProcessor(
-        runtime.model.get(), runtime.cache(), outputs, runtime.settings.alert_policy
-    )
+    return EventProcessor(runtime.model, runtime.cache(), outputs, runtime.settings.alert_policy)
 
 
 PROCESSOR: list[EventProcessor] = []  # the worker's one processor, for the drift timer
+PROCESSED = runtime.PROCESSED
+
+
+@app.task
+async def follow_model_control() -> None:
+    """Serve what the model-control topic says, from before the first event on."""
+    control = runtime.control()
+    await control.start()
+    try:
+        await control.follow()
+    finally:
+        await control.stop()
 
 
 @app.agent(visit_events_topic)
 async def score_visit_events(stream):
+    await runtime.control().ready.wait()  # the champion of record, not just LATEST
     processor = build_processor()
     PROCESSOR[:] = [processor]
     try:
@@ -66,6 +80,7 @@ async def score_visit_events(stream):
             origin = f"{message.topic}[{message.partition}]@{message.offset}"
             position = (message.partition, message.offset)
             await processor.process(event.key, event.value, origin, position)
+            PROCESSED[(message.topic, message.partition)] = message.offset
     finally:
         await runtime.ledger().close()
 
@@ -85,32 +100,67 @@ async def report_consumer_lag() -> None:
 
 
 CHANGED_WINDOWS: set[bytes] = set()  # keys counted into since the last publish
+# Decoded windows of the partitions this worker owns: a table read decodes ~2 ms
+# of Avro, so the counting agent reads here first; emptied on every rebalance.
+WINDOWS: dict[bytes, object] = {}
+
+
+@app.on_partitions_revoked.connect
+async def _forget_windows_on_revoke(app, revoked, **kwargs) -> None:
+    WINDOWS.clear()
+
+
+@app.on_partitions_assigned.connect
+async def _forget_windows_on_assign(app, assigned, **kwargs) -> None:
+    WINDOWS.clear()
 
 
 @app.agent(model_outcomes_topic)
 async def count_matured_predictions(stream):
     """Fold matured predictions into their model version|trial window, once each."""
-    async for key, batch in stream.items():
-        window = fold(model_trial_to_outcomes.get(key), batch)
-        if window is None:  # a re-delivered batch: counted already
-            continue
-        model_trial_to_outcomes[key] = window
-        CHANGED_WINDOWS.add(key)
+    async for event in stream.events():
+        key, batch, message = event.key, event.value, event.message
+        current = WINDOWS.get(key) or model_trial_to_outcomes.get(key)
+        window = fold(current, batch)
+        if window is not None:  # None: a re-delivered batch, counted already
+            model_trial_to_outcomes[key] = window
+            WINDOWS[key] = window
+            CHANGED_WINDOWS.add(key)
+        PROCESSED[(message.topic, message.partition)] = message.offset
+
+
+async def _publish_calibration(cal) -> None:
+    await publish_calibration(runtime.settings, cal, app.conf.id)
+
+
+RECALIBRATOR = AutoRecalibrator(
+    runtime.model,
+    _publish_calibration,
+    lambda: runtime.caught_up(
+        app, (runtime.settings.visit_events_topic, runtime.settings.model_outcomes_topic)
+    ),
+)
 
 
 @app.timer(interval=2.0)
 async def publish_model_metrics() -> None:
     """Metrics of the windows that changed, every 2 s rather than per batch: the
     counts are durable in the table; the topic and gauges only show them."""
-    changed = list(CHANGED_WINDOWS)
+    changed = set(CHANGED_WINDOWS)
     CHANGED_WINDOWS.clear()
     for key in changed:
-        window = model_trial_to_outcomes.get(key)
+        window = _window(key)
         if window is None:  # its partition moved to another worker
             continue
         record = window.metrics_record()
         await model_metrics_topic.send(key=key, value=record)
         publish_gauges(record)
+    if runtime.settings.auto_recalibrate:
+        await RECALIBRATOR.tick(changed, _window)
+
+
+def _window(key: bytes):
+    return WINDOWS.get(key) or model_trial_to_outcomes.get(key)
 
 
 @app.timer(interval=10.0)

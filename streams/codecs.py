@@ -20,6 +20,7 @@ NAMES = {
     "patient_state": "PatientState",
     "model_outcomes": "ModelOutcomes",
     "model_metrics": "ModelMetrics",
+    "model_control": "ModelControl",
 }
 
 
@@ -82,10 +83,24 @@ class PatientStateValue:
 
 
 class OutcomeWindowCodec(codecs.Codec):
-    """OutcomeWindow <-> Avro single-object bytes (schemas/outcome_window.v*.avsc)."""
+    """OutcomeWindow <-> Avro single-object bytes (schemas/outcome_window.v*.avsc).
+
+    Like ``PatientStateCodec``, the second encoding of one write (store, then
+    changelog) reuses the first; windows change in place, so the cache is keyed
+    by the object and its revision (``OutcomeWindow.revision``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: tuple[OutcomeWindow, int, bytes] | None = None
 
     def _dumps(self, obj: OutcomeWindow) -> bytes:
-        return avro.encode(obj.to_record(), "OutcomeWindow")
+        last = self._last
+        if last is not None and last[0] is obj and last[1] == obj.revision:
+            return last[2]
+        data = avro.encode(obj.to_record(), "OutcomeWindow")
+        self._last = (obj, obj.revision, data)
+        return data
 
     def _loads(self, s: bytes) -> OutcomeWindow:
         return OutcomeWindow.from_record(avro.decode(s, "OutcomeWindow"))

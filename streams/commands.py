@@ -1,7 +1,9 @@
 """trialwatch's own commands, beside Faust's (``trialwatch --help`` lists all).
 
-simulate, replay, stats, train, backfill, alerts, demo. Each is a thin
-shell over ``producers/`` and ``models/``; none of them needs a worker running.
+simulate, replay, stats, train, backfill, evaluate, recalibrate, promote,
+rollback, shadow, alerts, demo. Each is a thin shell over ``producers/`` and
+``models/`` (``streams.operations``, ``streams.lifecycle``); none of them needs
+a worker running.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ async def backfill(self, path, out_dir, model_dir):
     option(
         "--model", "model_dir", default=None, help="artifact dir (default TRIALWATCH_MODEL_DIR)"
     ),
-    option("--weeks", type=int, default=13, help="sliding window of prediction weeks"),
+    option("--weeks", type=int, default=26, help="sliding window of prediction weeks"),
     option("--json", "as_json", is_flag=True, default=False, help="the report as JSON on stdout"),
 )
 async def evaluate(self, path, model_dir, weeks, as_json):
@@ -145,6 +147,57 @@ async def evaluate(self, path, model_dir, weeks, as_json):
     out.print(realized_table(report))
     for line in drift_lines(report):
         out.print(escape(line))
+
+
+@app.command(
+    argument("path"),
+    option("--trial", "trial_id", required=True, help="the trial to recalibrate"),
+    option(
+        "--model", "model_dir", default=None, help="artifact dir (default TRIALWATCH_MODEL_DIR)"
+    ),
+    option("--publish", is_flag=True, default=False, help="also send it to every worker"),
+)
+async def recalibrate(self, path, trial_id, model_dir, publish):
+    """Fit a trial's calibration from an event file: recalibrate FILE --trial T."""
+    from trialwatch.streams import control, lifecycle
+
+    if not Path(path).is_file():
+        raise SystemExit(f"trialwatch recalibrate: no such file: {path}")
+    cal = lifecycle.recalibrate(
+        settings, Path(path), trial_id, Path(model_dir or settings.model_dir)
+    )
+    if cal is not None and publish:
+        await control.publish(settings, control.calibration_record(cal, "recalibrate"))
+        console.print(f"published {escape(cal.version)} to {escape(settings.model_control_topic)}")
+
+
+@app.command(argument("version"))
+async def promote(self, version):
+    """Make VERSION the champion on every worker, without a restart."""
+    from trialwatch.streams import lifecycle
+
+    await lifecycle.promote(settings, version)
+
+
+@app.command()
+async def rollback(self):
+    """Serve the champion before the current one again (every worker)."""
+    from trialwatch.streams import lifecycle
+
+    await lifecycle.rollback(settings)
+
+
+@app.command(
+    argument("version", required=False),
+    option("--off", is_flag=True, default=False, help="stop shadow scoring"),
+)
+async def shadow(self, version, off):
+    """Score every event with VERSION too (to risk-scores.shadow; never alerts)."""
+    from trialwatch.streams import lifecycle
+
+    if off == (version is not None):
+        raise SystemExit("trialwatch shadow: give a VERSION, or --off")
+    await lifecycle.shadow(settings, None if off else version)
 
 
 @app.command(

@@ -84,6 +84,24 @@ MODEL_TEST_ROC_AUC = Gauge(
     ["model_version"],
     registry=REGISTRY,
 )
+MODEL_SERVING = Gauge(
+    "trialwatch_model_serving",
+    "1 for the model version this worker serves in a role (champion, challenger)",
+    ["role", "model_version"],
+    registry=REGISTRY,
+)
+CONTROL_REJECTED = Counter(
+    "trialwatch_model_control_rejected",
+    "Model-control records this worker refused (a version that failed validation)",
+    ["slot"],
+    registry=REGISTRY,
+)
+RECALIBRATIONS = Counter(
+    "trialwatch_recalibrations",
+    "Per-trial recalibrations this worker proposed, by result",
+    ["result"],
+    registry=REGISTRY,
+)
 DRIFT_PSI = Gauge(
     "trialwatch_drift_psi",
     "PSI of a feature (or the score) in this worker's window of a trial vs the training data",

@@ -30,6 +30,7 @@ from trialwatch.schemas import codec as avro
 from trialwatch.schemas.exceptions import DecodeError
 from trialwatch.streams import metrics
 from trialwatch.streams.cache import RiskCache
+from trialwatch.streams.model import Serving
 from trialwatch.streams.monitoring import DriftMonitor, outcome_batches
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,25 @@ class Outputs:
     alert_published: Callable[[str, int], Awaitable[bool]] = _never_published
     # matured predictions (a ModelOutcomes record) keyed by model version|trial
     send_outcomes: Callable[[bytes, dict], Awaitable[Any]] = _nowhere
+    # the shadow challenger's score of an event (never alerts)
+    send_shadow: Callable[[bytes, dict], Awaitable[Any]] = _nowhere
 
 
 class EventProcessor:
-    def __init__(self, scorer: Any, cache: RiskCache, outputs: Outputs, policy: Any) -> None:
-        self.scorer = scorer
+    """``model`` is the worker's ``ModelHolder`` (its snapshot is read once per
+    event, so a hot swap lands between events) or a fixed ``Scorer``."""
+
+    def __init__(self, model: Any, cache: RiskCache, outputs: Outputs, policy: Any) -> None:
+        if hasattr(model, "serving"):
+            self.serving: Callable[[], Serving] = model.serving
+        else:
+            fixed = Serving(model)
+            self.serving = lambda: fixed
         self.cache = cache
         self.out = outputs
         self.policy = policy
-        self.drift = DriftMonitor(getattr(scorer, "drift_reference", None))
+        champion = self.serving().champion if model is not None else None
+        self.drift = DriftMonitor(getattr(champion, "drift_reference", None))
 
     async def process(
         self, key: bytes | None, value: bytes, origin: str = "", position: tuple[int, int] = (0, 0)
@@ -97,8 +108,15 @@ class EventProcessor:
             return await self._dead_letter(
                 key, value, "key_mismatch", "Kafka key differs from patient_id", origin
             )
+        serving = self.serving()  # once: the whole event is scored by one snapshot
         try:
-            result = step(self.out.get_state(patient_key), event, self.scorer, self.policy)
+            result = step(
+                self.out.get_state(patient_key),
+                event,
+                serving.champion,
+                self.policy,
+                serving.challenger,
+            )
         except ModelError as exc:
             return await self._dead_letter(key, value, exc.reason, str(exc), origin)
         except Exception as exc:  # a bug must not kill the worker or lose the event
@@ -108,6 +126,8 @@ class EventProcessor:
         if result.outcome is Outcome.DUPLICATE:
             if result.replayed:  # the latest event again: its outputs may have been lost
                 await self.out.send_score(patient_key, result.score)
+                if result.shadow is not None:
+                    await self.out.send_shadow(patient_key, result.shadow)
                 if result.alert is not None:
                     await self.emit_alert(patient_key, result.alert)
             return result.label
@@ -119,12 +139,17 @@ class EventProcessor:
         if result.score is not None:
             await self.out.send_score(patient_key, result.score)
             self.cache.put_score(result.score)
+            reference = serving.champion.drift_reference
+            if reference is not self.drift.reference:  # a new champion: its own baseline
+                self.drift = DriftMonitor(reference)
             self.drift.observe(
                 result.state.trial_id,
                 event["event_time"],
                 result.features,
                 result.score["probability"],
             )
+        if result.shadow is not None:
+            await self.out.send_shadow(patient_key, result.shadow)
         if result.alert is not None:
             await self.emit_alert(patient_key, result.alert)
         self.out.set_state(patient_key, result.state)

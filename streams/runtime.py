@@ -10,6 +10,7 @@ from functools import cache as _once
 from trialwatch.streams import metrics
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.cache import RiskCache
+from trialwatch.streams.control import ModelControl
 from trialwatch.streams.ledger import AlertLedger
 from trialwatch.streams.model import ModelHolder
 from trialwatch.streams.settings import aiokafka_kwargs
@@ -30,8 +31,32 @@ def cache() -> RiskCache:
 
 
 @_once
+def control() -> ModelControl:
+    return ModelControl(settings, model)
+
+
+@_once
 def ledger() -> AlertLedger:
     return AlertLedger(settings.risk_alerts_topic, aiokafka_kwargs(settings))
+
+
+# The newest offset this worker processed per (topic, partition), by its agents.
+PROCESSED: dict[tuple[str, int], int] = {}
+
+
+def caught_up(app, topics: tuple[str, ...]) -> bool:
+    """Has this worker processed its partitions of ``topics`` to their high-water
+    marks? (A partition not fetched from yet, high-water unknown, is not caught up.)"""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return False
+        if highwater > 0 and PROCESSED.get((tp.topic, tp.partition), -1) + 1 < highwater:
+            return False
+    return True
 
 
 def update_lag_metrics(app) -> None:

@@ -29,6 +29,7 @@ ENV_VARS: dict[str, str] = {
     "TRIALWATCH_ALERT_COOLDOWN_DAYS": "30",
     "TRIALWATCH_SCORE_CACHE_TTL_S": "604800",
     "TRIALWATCH_DEDUP_TTL_S": "2592000",
+    "TRIALWATCH_AUTO_RECALIBRATE": "1",
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "KAFKA_SASL_MECHANISM": "",
     "KAFKA_SASL_USERNAME": "",
@@ -56,6 +57,7 @@ class Settings:
     alert_cooldown_days: float
     score_cache_ttl_s: int
     dedup_ttl_s: int
+    auto_recalibrate: bool
     kafka_security_protocol: str
     kafka_sasl_mechanism: str
     kafka_sasl_username: str
@@ -93,6 +95,16 @@ class Settings:
     @property
     def model_metrics_topic(self) -> str:
         return f"{self.topic_prefix}model-metrics"
+
+    @property
+    def shadow_scores_topic(self) -> str:
+        """The shadow challenger's scores: same records, never alerts."""
+        return f"{self.topic_prefix}risk-scores.shadow"
+
+    @property
+    def model_control_topic(self) -> str:
+        """Compacted, one partition: what every worker serves (streams.control)."""
+        return f"{self.topic_prefix}model-control"
 
     @property
     def broker_url(self) -> str:
@@ -140,6 +152,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
             alert_cooldown_days=float(get("TRIALWATCH_ALERT_COOLDOWN_DAYS")),
             score_cache_ttl_s=int(get("TRIALWATCH_SCORE_CACHE_TTL_S")),
             dedup_ttl_s=int(get("TRIALWATCH_DEDUP_TTL_S")),
+            auto_recalibrate=_flag(
+                "TRIALWATCH_AUTO_RECALIBRATE", get("TRIALWATCH_AUTO_RECALIBRATE")
+            ),
             kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL").upper(),
             kafka_sasl_mechanism=env.get("KAFKA_SASL_MECHANISM", ""),
             kafka_sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
@@ -149,6 +164,14 @@ def load(env: dict[str, str] | None = None) -> Settings:
         )
     except ValueError as exc:
         raise SystemExit(f"trialwatch: invalid configuration value: {exc}") from None
+
+
+def _flag(name: str, value: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r} is not one of 1/0, true/false, yes/no, on/off")
 
 
 def aiokafka_kwargs(s: Settings) -> dict:

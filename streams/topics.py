@@ -45,3 +45,9 @@ model_metrics_topic = app.topic(
     value_serializer="model_metrics",
     partitions=settings.partitions,
 )
+shadow_scores_topic = app.topic(
+    settings.shadow_scores_topic,
+    key_serializer="raw",
+    value_serializer="risk_score",
+    partitions=settings.partitions,
+)

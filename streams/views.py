@@ -3,7 +3,7 @@
 GET  /health            broker, Redis, model: 200 ok|degraded, 503 when it cannot work
 GET  /patients/{id}     live state + latest score, routed to the worker owning the key
 POST /score             stateless: a posted event history -> score, CLV, reasons
-GET  /model             the model card
+GET  /model             the model card, what is served (champion, shadow, calibrations), health
 GET  /metrics           Prometheus text format
 """
 
@@ -150,12 +150,40 @@ async def model_card(self: web.View, request: web.Request) -> web.Response:
     for processor in PROCESSOR:
         for trial, psi in processor.drift.publish().items():
             drift[trial] = {"psi": psi, "flags": flags(psi)}
+    serving = runtime.model.serving()
     monitoring = {
-        "realized": [LATEST[k] for k in sorted(LATEST)],
+        "realized": [
+            {"role": role_of(serving, LATEST[k]["model_version"]), **LATEST[k]}
+            for k in sorted(LATEST)
+        ],
         "drift": drift,
         "guide": IS_THE_MODEL_STILL_RIGHT,
     }
-    return self.json(_finite({**runtime.model.get().card, "monitoring": monitoring}))
+    card = {**serving.champion.card, "serving": serving_section(serving)}
+    return self.json(_finite({**card, "monitoring": monitoring}))
+
+
+def role_of(serving, served_version: str) -> str:
+    """champion, challenger or retired, for a window's served version (model[+cal])."""
+    model_version = served_version.split("+", 1)[0]
+    if model_version == serving.champion.version:
+        return "champion"
+    if serving.challenger is not None and model_version == serving.challenger.version:
+        return "challenger"
+    return "retired"
+
+
+def serving_section(serving) -> dict[str, Any]:
+    """What this worker serves: versions, each trial's calibration and its card entry."""
+    challenger = serving.challenger
+    return {
+        "champion": serving.champion.version,
+        "challenger": None if challenger is None else challenger.version,
+        "challenger_test_metrics": None
+        if challenger is None
+        else (challenger.card.get("test_metrics") or {}).get("lightgbm"),
+        "calibrations": [cal.to_json() for _, cal in sorted(serving.champion.calibrations.items())],
+    }
 
 
 @app.page("/metrics")

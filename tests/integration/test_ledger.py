@@ -67,7 +67,7 @@ async def test_a_pending_claim_resends_only_what_the_topic_lacks(kafka_bootstrap
         send_score=unused, send_alert=send_alert, send_dead_letter=unused,
         get_state=unused, set_state=unused, alert_published=ledger.contains,
     )  # fmt: skip
-    processor = EventProcessor(scorer=None, cache=cache, outputs=outputs, policy=None)
+    processor = EventProcessor(model=None, cache=cache, outputs=outputs, policy=None)
     delivered = alert_factory(alert_id=f"delivered-{uuid.uuid4().hex[:6]}")
     lost = alert_factory(alert_id=f"lost-{uuid.uuid4().hex[:6]}")
     try:

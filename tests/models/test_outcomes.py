@@ -92,3 +92,19 @@ def test_maturity_rules() -> None:
     assert mature(open_, "VISIT_COMPLETED", 50 * day, H) == (open_, ())
     assert record(open_, (33 * day, 0.3, 2, "v")) is open_  # within a slot of 30
     assert len(record(open_, (40 * day, 0.3, 2, "v"))) == 3
+
+
+def test_each_version_has_its_own_slots_and_ring():
+    """A shadow challenger's predictions open beside the champion's, bounded apiece."""
+    from trialwatch.models.outcomes import OPEN_RING, SLOT_DAYS, record
+
+    ring: tuple = ()
+    day = 86_400_000
+    for k in range(OPEN_RING + 3):
+        at = k * SLOT_DAYS * day
+        ring = record(ring, (at, 0.1, 1, "champion"))
+        ring = record(ring, (at + day, 0.2, 1, "challenger"))
+        ring = record(ring, (at + 2 * day, 0.3, 1, "champion"))  # same slot: not recorded
+    versions = [v for *_, v in ring]
+    assert versions.count("champion") == versions.count("challenger") == OPEN_RING
+    assert [t for t, *_ in ring] == sorted(t for t, *_ in ring)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.models.factories import history_factory
 from trialwatch.models.alerts import AlertPolicy, alert_id, decide
+from trialwatch.models.features import features
 from trialwatch.models.pipeline import step
 from trialwatch.models.scorer import Scorer
 from trialwatch.models.state import apply, with_alert
@@ -94,3 +95,63 @@ def test_a_redelivered_latest_event_rebuilds_exactly_its_outputs(scorer):
     patient = events[0]["patient_id"]
     older = next(e for e in events[1:4000] if e["patient_id"] == patient)
     assert not step(states[patient], older, scorer, policy).replayed
+
+
+def test_a_shadow_challenger_never_changes_alerts_scores_or_features(scorer):
+    """The same history with and without a challenger: identical champion outputs;
+    the challenger's scores name its version, and its predictions mature too."""
+    from dataclasses import replace as _replace
+
+    from trialwatch.models.recalibration import Calibration
+
+    events = simulate(PROFILES["demo"]).events[:4000]
+    (trial, *_) = sorted({e["trial_id"] for e in events})
+    cal = Calibration(scorer.version, trial, f"{trial}.r1", 0.9, 1.1, scorer.tiers)
+    challenger = scorer.with_calibrations({trial: cal})
+    policy = AlertPolicy()
+    alone, shadowed = {}, {}
+    matured_versions = set()
+    shadows = 0
+    for event in events:
+        pid = event["patient_id"]
+        a = step(alone.get(pid), event, scorer, policy)
+        b = step(shadowed.get(pid), event, scorer, policy, challenger)
+        alone[pid], shadowed[pid] = a.state, b.state
+        assert (a.score, a.alert, a.outcome) == (b.score, b.alert, b.outcome)
+        assert _replace(a.state, open_predictions=()) == _replace(b.state, open_predictions=())
+        matured_versions |= {o.model_version for o in b.matured}
+        if b.shadow is not None:
+            shadows += 1
+            assert b.shadow["event_id"] == b.score["event_id"]
+            if b.shadow["trial_id"] == trial:
+                assert b.shadow["calibration_version"] == cal.version
+                assert b.shadow["probability"] == cal.apply_one(b.score["probability"])
+            else:
+                assert b.shadow["probability"] == b.score["probability"]
+    assert shadows > 1000
+    assert {scorer.version, f"{scorer.version}+{cal.version}"} <= matured_versions
+
+
+def test_a_trial_map_changes_the_probability_tier_and_value_not_the_ranking(scorer):
+    from trialwatch.models.exceptions import ArtifactError
+    from trialwatch.models.recalibration import Calibration
+
+    events = history_factory()
+    state = None
+    for event in events:
+        state, _ = apply(state, event)
+    x = features(state, events[-1]["event_time"])
+    plain = scorer.score_one(x, state, events[-1]["event_time"])
+    cal = Calibration(scorer.version, state.trial_id, f"{state.trial_id}.r1", 1.0, 1.0,
+                      scorer.tiers)  # fmt: skip
+    mapped = scorer.with_calibrations({state.trial_id: cal}).score_one(
+        x, state, events[-1]["event_time"]
+    )
+    assert mapped.probability == pytest.approx(cal.apply_one(plain.probability), rel=1e-15)
+    assert mapped.probability > plain.probability and mapped.clv < plain.clv
+    assert mapped.served_version == f"{scorer.version}+{cal.version}"
+    assert plain.served_version == scorer.version and plain.calibration_version is None
+    assert scorer.calibrations == {}  # the original is untouched: snapshots swap whole
+    other = Calibration("another-model", state.trial_id, "x.r1", 0.0, 1.0, scorer.tiers)
+    with pytest.raises(ArtifactError, match="another-model"):
+        scorer.with_calibrations({state.trial_id: other})

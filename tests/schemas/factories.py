@@ -42,6 +42,7 @@ def score_factory(**overrides) -> dict:
         "probability": 0.42, "horizon_days": 60, "tier": "HIGH",
         "retention_days": [30, 60, 90], "retention": [0.8, 0.6, 0.5],
         "clv": 12_345.6, "value_at_risk": 7_000.0, "model_version": "test-1",
+        "calibration_version": None,
         **overrides,
     }  # fmt: skip
 

@@ -24,6 +24,7 @@ from trialwatch.schemas.exceptions import (
 HEADER = codec.HEADER_SIZE
 RECORDS = [("VisitEvent", event_factory(t)) for t in EVENT_TYPES] + [
     ("RiskScore", score_factory()),
+    ("RiskScore", score_factory(calibration_version="T-01.r1")),
     ("RiskAlert", alert_factory()),
     ("RiskAlert", alert_factory(previous_tier="MEDIUM")),
 ]
@@ -219,3 +220,10 @@ def test_contract_violations_on_the_wire_are_typed():
         codec.decode(data)
     assert info.value.field == "ae_grade"
     assert info.value.reason == "contract_violation"
+
+
+def test_a_v1_score_reads_as_served_by_the_model_s_own_calibration():
+    """Scores written before recalibration existed decode with calibration_version None."""
+    old = {k: v for k, v in score_factory().items() if k != "calibration_version"}
+    data = codec.encode_with(old, "RiskScore", 1)
+    assert codec.decode(data, "RiskScore") == {**old, "calibration_version": None}
