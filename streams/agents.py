@@ -55,6 +55,7 @@ def build_processor() -> EventProcessor:
 
 
 PROCESSOR: list[EventProcessor] = []  # the worker's one processor, for the drift timer
+PROCESSED = runtime.PROCESSED
 
 
 @app.task
@@ -79,7 +80,7 @@ async def score_visit_events(stream):
             origin = f"{message.topic}[{message.partition}]@{message.offset}"
             position = (message.partition, message.offset)
             await processor.process(event.key, event.value, origin, position)
-            runtime.PROCESSED[(message.topic, message.partition)] = message.offset
+            PROCESSED[(message.topic, message.partition)] = message.offset
     finally:
         await runtime.ledger().close()
 
@@ -119,12 +120,13 @@ async def count_matured_predictions(stream):
     """Fold matured predictions into their model version|trial window, once each."""
     async for event in stream.events():
         key, batch, message = event.key, event.value, event.message
-        window = fold(_window(key), batch)
+        current = WINDOWS.get(key) or model_trial_to_outcomes.get(key)
+        window = fold(current, batch)
         if window is not None:  # None: a re-delivered batch, counted already
             model_trial_to_outcomes[key] = window
             WINDOWS[key] = window
             CHANGED_WINDOWS.add(key)
-        runtime.PROCESSED[(message.topic, message.partition)] = message.offset
+        PROCESSED[(message.topic, message.partition)] = message.offset
 
 
 async def _publish_calibration(cal) -> None:
