@@ -116,6 +116,11 @@ def served_version(model_version: str, calibration: Calibration | None) -> str:
     return model_version if calibration is None else f"{model_version}+{calibration.version}"
 
 
+def model_of(served: str) -> str:
+    """The model version of a served version (``served_version``'s inverse, in part)."""
+    return served.split("+", 1)[0]
+
+
 def next_version(trial_id: str, current: Calibration | None) -> str:
     k = 1 if current is None else int(current.version.rsplit(".r", 1)[1]) + 1
     return f"{trial_id}.r{k}"
@@ -220,25 +225,25 @@ def _bounded_fit(
     return a_clipped, b_clipped, (a_clipped, b_clipped) != (a, b)
 
 
-def _bin_logits(c: WeekCounts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mapped(c: WeekCounts, a: float, b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positives, negatives and sigmoid(a + b * z) of the non-empty bins, z being each
+    bin's mean log-odds (the same approximation for every map, the identity too, so
+    the maps compare fairly)."""
     pos, neg = np.array(c.pos, dtype=np.float64), np.array(c.neg, dtype=np.float64)
     count = pos + neg
     keep = count > 0
-    return pos[keep], neg[keep], np.array(c.logit_sum)[keep] / count[keep]
+    z = np.array(c.logit_sum)[keep] / count[keep]
+    return pos[keep], neg[keep], 1 / (1 + np.exp(-(a + b * z)))
 
 
 def _brier(weeks: list[WeekCounts], a: float, b: float) -> float:
-    """Brier score of sigmoid(a + b * z) at each bin's mean log-odds z (the same
-    approximation for the map and for the identity, so the two compare fairly)."""
-    pos, neg, z = _bin_logits(merge(weeks))
-    q = 1 / (1 + np.exp(-(a + b * z)))
+    pos, neg, q = _mapped(merge(weeks), a, b)
     return float(((pos * (1 - q) ** 2) + neg * q**2).sum() / (pos + neg).sum())
 
 
 def _rows(c: WeekCounts, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     """The window as (recalibrated probability, label) rows, one per outcome."""
-    pos, neg, z = _bin_logits(c)
-    q = 1 / (1 + np.exp(-(a + b * z)))
+    pos, neg, q = _mapped(c, a, b)
     p = np.concatenate([np.repeat(q, pos.astype(np.int64)), np.repeat(q, neg.astype(np.int64))])
     y = np.concatenate([np.ones(int(pos.sum())), np.zeros(int(neg.sum()))])
     return p, y
@@ -246,8 +251,7 @@ def _rows(c: WeekCounts, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _recalibrated_metrics(c: WeekCounts, a: float, b: float) -> dict[str, Any]:
     """The window's metrics had it been served through the map (bin means)."""
-    pos, neg, z = _bin_logits(c)
-    q = 1 / (1 + np.exp(-(a + b * z)))
+    pos, neg, q = _mapped(c, a, b)
     n, n_pos = float((pos + neg).sum()), float(pos.sum())
     mean_p = float(((pos + neg) * q).sum() / n)
     return {
@@ -256,7 +260,7 @@ def _recalibrated_metrics(c: WeekCounts, a: float, b: float) -> dict[str, Any]:
         "mean_probability": mean_p,
         "realized_rate": n_pos / n,
         "calibration_in_the_large": mean_p / (n_pos / n),
-        "brier": float(((pos * (1 - q) ** 2) + neg * q**2).sum() / n),
+        "brier": _brier([c], a, b),
         "roc_auc": metrics_of(c)["roc_auc"],  # a strictly increasing map keeps the ranking
     }
 

@@ -13,6 +13,7 @@ one already written beside the model (``<model>/calibrations/<trial>/``).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from trialwatch.models.recalibration import (
     Calibration,
     Proposal,
     RecalibrationPolicy,
+    next_version,
     propose,
 )
 from trialwatch.models.scorer import Scorer
@@ -84,10 +86,8 @@ def propose_on(
     if cal is None:
         return proposal
     seen = [c for c in (current, latest_written(scorer, window.trial_id)) if c is not None]
-    k = max((_number(c) for c in seen), default=0) + 1
-    renamed = Calibration(
-        cal.model_version, cal.trial_id, f"{cal.trial_id}.r{k}", cal.a, cal.b, cal.tiers, cal.report
-    )
+    newest = max(seen, key=_number, default=None)
+    renamed = replace(cal, version=next_version(window.trial_id, newest))
     return Proposal(renamed, proposal.reason, proposal.report)
 
 

@@ -55,7 +55,6 @@ def build_processor() -> EventProcessor:
 
 
 PROCESSOR: list[EventProcessor] = []  # the worker's one processor, for the drift timer
-PROCESSED = runtime.PROCESSED
 
 
 @app.task
@@ -80,7 +79,7 @@ async def score_visit_events(stream):
             origin = f"{message.topic}[{message.partition}]@{message.offset}"
             position = (message.partition, message.offset)
             await processor.process(event.key, event.value, origin, position)
-            PROCESSED[(message.topic, message.partition)] = message.offset
+            runtime.PROCESSED[(message.topic, message.partition)] = message.offset
     finally:
         await runtime.ledger().close()
 
@@ -120,13 +119,12 @@ async def count_matured_predictions(stream):
     """Fold matured predictions into their model version|trial window, once each."""
     async for event in stream.events():
         key, batch, message = event.key, event.value, event.message
-        current = WINDOWS.get(key) or model_trial_to_outcomes.get(key)
-        window = fold(current, batch)
+        window = fold(_window(key), batch)
         if window is not None:  # None: a re-delivered batch, counted already
             model_trial_to_outcomes[key] = window
             WINDOWS[key] = window
             CHANGED_WINDOWS.add(key)
-        PROCESSED[(message.topic, message.partition)] = message.offset
+        runtime.PROCESSED[(message.topic, message.partition)] = message.offset
 
 
 async def _publish_calibration(cal) -> None:

@@ -120,8 +120,7 @@ async def read_state(s: Settings, timeout_s: float = 30.0) -> ControlState:
     consumer = _consumer(s)
     await consumer.start()
     try:
-        state, _ = await _catch_up(consumer, s, ControlState(), timeout_s)
-        return state
+        return await _catch_up(consumer, s, ControlState(), timeout_s)
     finally:
         await consumer.stop()
 
@@ -134,7 +133,7 @@ def _consumer(s: Settings) -> AIOKafkaConsumer:
 
 async def _catch_up(
     consumer: AIOKafkaConsumer, s: Settings, state: ControlState, timeout_s: float
-) -> tuple[ControlState, int]:
+) -> ControlState:
     tp = TopicPartition(s.model_control_topic, 0)
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
@@ -147,7 +146,7 @@ async def _catch_up(
                 f"in {timeout_s:.0f} s"
             )
         state = _fold(state, await consumer.getmany(tp, timeout_ms=FOLLOW_WAIT_MS))
-    return state, end
+    return state
 
 
 def _fold(state: ControlState, batches: dict) -> ControlState:
@@ -179,7 +178,7 @@ class ModelControl:
             try:
                 self._consumer = _consumer(self.settings)
                 await self._consumer.start()
-                self.state, _ = await _catch_up(self._consumer, self.settings, self.state, 60.0)
+                self.state = await _catch_up(self._consumer, self.settings, self.state, 60.0)
                 break
             except (Exception, SystemExit) as exc:
                 log.error("cannot read %s yet: %s", self.settings.model_control_topic, exc)

@@ -17,20 +17,20 @@ from rich.table import Table
 
 from trialwatch.models import artifacts
 from trialwatch.models.exceptions import ArtifactError
-from trialwatch.streams import control
+from trialwatch.streams import control, tracking
 from trialwatch.streams.admin import ensure_topics
 from trialwatch.streams.console import console, make_console
 from trialwatch.streams.model import load_version
+from trialwatch.streams.recalibrator import tracking_record
 from trialwatch.streams.settings import Settings
 
 
 def _validated(s: Settings, version: str, command: str) -> None:
     try:
-        scorer = load_version(s.model_dir, version)
+        load_version(s.model_dir, version)
     except (ArtifactError, OSError) as exc:
         raise SystemExit(f"trialwatch {command}: {version} is not servable: {exc}") from None
     console.print(f"validated {escape(version)}: features, model card, smoke scores")
-    del scorer
 
 
 def _current_champion(s: Settings, state: control.ControlState) -> str | None:
@@ -58,7 +58,7 @@ async def promote(s: Settings, version: str, issued_by: str = "promote") -> None
         ),
     )
     artifacts.publish_latest(Path(s.model_dir), version)
-    _tracking_alias(version, "champion")
+    tracking.set_alias(version, "champion")
     console.print(
         f"[green]champion is now {escape(version)}[/green] (was {escape(str(current))}); "
         "workers switch between two events"
@@ -84,7 +84,7 @@ async def shadow(s: Settings, version: str | None) -> None:
     if version is None:
         console.print("shadow scoring stopped")
         return
-    _tracking_alias(version, "challenger")
+    tracking.set_alias(version, "challenger")
     console.print(
         f"[green]{escape(version)} scores every event to {escape(s.shadow_scores_topic)}"
         "[/green]; it never alerts"
@@ -118,9 +118,6 @@ def recalibrate(s: Settings, path: Path, trial_id: str, model_dir: Path) -> Any:
         f"CRITICAL >= {cal.tiers.thresholds['CRITICAL']:.3f}"
     )
     out.print(f"written to {escape(str(written))}")
-    from trialwatch.streams import tracking
-    from trialwatch.streams.recalibrator import tracking_record
-
     tracking.log_recalibration(written.parents[2], tracking_record(cal, written))
     return cal
 
@@ -148,10 +145,3 @@ def before_after_table(report: dict[str, Any]) -> Table:
 
 def _num(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _tracking_alias(version: str, alias: str) -> None:
-    """Point the MLflow registry alias at the version, when tracking is configured."""
-    from trialwatch.streams import tracking
-
-    tracking.set_alias(version, alias)

@@ -17,6 +17,7 @@ from faust import web
 
 from trialwatch.models.exceptions import ModelError
 from trialwatch.models.pipeline import score_history
+from trialwatch.models.recalibration import model_of
 from trialwatch.models.state import PatientState
 from trialwatch.schemas.contract import normalize_event, validate_event
 from trialwatch.schemas.exceptions import TrialwatchError
@@ -165,7 +166,7 @@ async def model_card(self: web.View, request: web.Request) -> web.Response:
 
 def role_of(serving, served_version: str) -> str:
     """champion, challenger or retired, for a window's served version (model[+cal])."""
-    model_version = served_version.split("+", 1)[0]
+    model_version = model_of(served_version)
     if model_version == serving.champion.version:
         return "champion"
     if serving.challenger is not None and model_version == serving.challenger.version:
