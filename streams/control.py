@@ -118,9 +118,11 @@ async def publish(s: Settings, record: dict[str, Any]) -> None:
 async def read_state(s: Settings, timeout_s: float = 30.0) -> ControlState:
     """The control topic folded to its current end (for commands)."""
     consumer = _consumer(s)
-    await consumer.start()
     try:
+        await asyncio.wait_for(consumer.start(), timeout_s)
         return await _catch_up(consumer, s, ControlState(), timeout_s)
+    except TimeoutError as exc:
+        raise SystemExit(f"trialwatch: {exc or 'the broker did not answer'}") from None
     finally:
         await consumer.stop()
 
@@ -134,19 +136,33 @@ def _consumer(s: Settings) -> AIOKafkaConsumer:
 async def _catch_up(
     consumer: AIOKafkaConsumer, s: Settings, state: ControlState, timeout_s: float
 ) -> ControlState:
+    """Fold the topic from its beginning to its end offset as it is now.
+
+    Bounded as a whole: a consumer that hangs on a fresh or moving partition
+    (seen once after kill -9 restarts) raises TimeoutError, and the caller
+    retries with a new consumer. Progress is read from the records themselves,
+    not ``position()``, and an empty topic needs no fetch at all.
+    """
     tp = TopicPartition(s.model_control_topic, 0)
-    consumer.assign([tp])
-    await consumer.seek_to_beginning(tp)
-    end = (await consumer.end_offsets([tp]))[tp]
-    deadline = time.monotonic() + timeout_s
-    while await consumer.position(tp) < end:
-        if time.monotonic() > deadline:
-            raise SystemExit(
-                f"trialwatch: could not read {s.model_control_topic} to its end "
-                f"in {timeout_s:.0f} s"
-            )
-        state = _fold(state, await consumer.getmany(tp, timeout_ms=FOLLOW_WAIT_MS))
-    return state
+
+    async def read() -> ControlState:
+        folded = state
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        done = 0
+        while done < end:
+            batches = await consumer.getmany(tp, timeout_ms=FOLLOW_WAIT_MS)
+            folded = _fold(folded, batches)
+            done = max([done, *(m.offset + 1 for ms in batches.values() for m in ms)])
+        return folded
+
+    try:
+        return await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        raise TimeoutError(
+            f"could not read {s.model_control_topic} to its end in {timeout_s:.0f} s"
+        ) from None
 
 
 def _fold(state: ControlState, batches: dict) -> ControlState:
@@ -177,10 +193,10 @@ class ModelControl:
         while True:
             try:
                 self._consumer = _consumer(self.settings)
-                await self._consumer.start()
-                self.state = await _catch_up(self._consumer, self.settings, self.state, 60.0)
+                await asyncio.wait_for(self._consumer.start(), 30.0)
+                self.state = await _catch_up(self._consumer, self.settings, self.state, 15.0)
                 break
-            except (Exception, SystemExit) as exc:
+            except Exception as exc:  # the broker away or a hung read: a new consumer
                 log.error("cannot read %s yet: %s", self.settings.model_control_topic, exc)
                 await self.stop()
                 await asyncio.sleep(2.0)
