@@ -16,6 +16,18 @@ nothing of theirs is in flight), then clear the queues, resume the partitions
 and resume the flow with no ``await`` in between, so no record can be delivered
 into a queue that is about to be cleared. Remove this module (and the
 ``TableManager`` setting in ``streams.app``) once a Faust release fixes the order.
+
+A second gap, same place: the seek is aiokafka's ``seek_to_committed``, which
+leaves a partition that has no committed offset wherever its fetcher got to.
+During a rebalance Faust can drain a paused partition's records and drop them
+(aiokafka reads an active-partition set that Faust empties while the fetch
+waits as "every partition"), so a group whose first worker died before its
+first commit started its successor at the end of the input: nothing was ever
+scored. The override therefore seeks such partitions to their earliest offset
+(the app's ``consumer_auto_offset_reset``), as a committed one is sought back to
+its commit. We found no upstream issue for it (faust-streaming/faust#216 is the
+same family); remove this step once ``Consumer.perform_seek`` resets a
+partition without a commit to the reset policy's offset.
 """
 
 from __future__ import annotations
@@ -41,6 +53,9 @@ class Recovery(FaustRecovery):
         if assignment:
             self.log.info("Seek stream partitions to committed offsets (still paused).")
             await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+            await self._wait(
+                self._seek_never_committed(assignment), timeout=app.conf.broker_request_timeout
+            )
         # No await from here to resume_flow: nothing can land in a queue between
         # the clear (flow_control.resume) and the input partitions resuming.
         app.flow_control.resume()
@@ -53,6 +68,27 @@ class Recovery(FaustRecovery):
             self.tables.on_standbys_ready()
         app.on_rebalance_end()
         self.log.info("Worker ready")
+
+    async def _seek_never_committed(self, assignment: set) -> None:
+        """Input partitions without a committed offset go back to their earliest
+        offset (``perform_seek`` filled ``_committed_offset`` just before)."""
+        app = self.app
+        if app.conf.consumer_auto_offset_reset != "earliest":
+            return
+        consumer = app.consumer
+        never = sorted(
+            tp
+            for tp in assignment
+            if not self._is_changelog_tp(tp) and not consumer._committed_offset.get(tp)
+        )
+        if not never:
+            return
+        earliest = await consumer.earliest_offsets(*never)
+        for tp in never:
+            await consumer.seek(tp, earliest[tp])
+        self.log.info(
+            "%d partition(s) without a committed offset start at the earliest", len(never)
+        )
 
     async def _tables_recovered(self) -> None:
         callbacks = [

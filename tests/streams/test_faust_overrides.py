@@ -37,6 +37,8 @@ def test_the_app_recovers_its_tables_with_the_override():
 
 
 INPUT = {TP("visit-events", 0), TP("visit-events", 1)}
+COMMITTED = {TP("visit-events", 0): 120}  # partition 1 was never committed
+EARLIEST = {TP("visit-events", 1): 3}
 CHANGELOG = {TP("trialwatch-patient_to_state-changelog", 0)}
 
 
@@ -65,6 +67,14 @@ def _recording_recovery(log: list[Any], generation_id: int) -> SimpleNamespace:
         log.append(("perform_seek", frozenset(paused & INPUT)))
         await asyncio.sleep(0)
 
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        log.append(("earliest_offsets", frozenset(tps)))
+        await asyncio.sleep(0)
+        return {tp: EARLIEST[tp] for tp in tps}
+
+    async def seek(tp: TP, offset: int) -> None:
+        log.append(("seek", tp, offset, tp in paused))
+
     def resume_partitions(tps: set[TP]) -> None:
         log.append(("resume_partitions", frozenset(tps)))
         paused.difference_update(tps)
@@ -75,6 +85,9 @@ def _recording_recovery(log: list[Any], generation_id: int) -> SimpleNamespace:
     consumer = SimpleNamespace(
         assignment=lambda: INPUT | CHANGELOG,
         perform_seek=perform_seek,
+        _committed_offset=dict(COMMITTED),  # as perform_seek leaves it
+        earliest_offsets=earliest_offsets,
+        seek=seek,
         resume_partitions=resume_partitions,
         resume_flow=note("consumer.resume_flow"),
     )
@@ -86,7 +99,7 @@ def _recording_recovery(log: list[Any], generation_id: int) -> SimpleNamespace:
     fake_app = SimpleNamespace(
         consumer=consumer,
         consumer_generation_id=generation_id,
-        conf=SimpleNamespace(broker_request_timeout=30.0),
+        conf=SimpleNamespace(broker_request_timeout=30.0, consumer_auto_offset_reset="earliest"),
         on_rebalance_complete=SimpleNamespace(send=anote("on_rebalance_complete")),
         flow_control=SimpleNamespace(resume=note("flow_control.resume")),  # clears the queues
         _fetcher=SimpleNamespace(maybe_start=anote("fetcher.maybe_start")),
@@ -111,6 +124,7 @@ def _recording_recovery(log: list[Any], generation_id: int) -> SimpleNamespace:
         _is_changelog_tp=lambda tp: tp.topic in tables.changelog_topics,
     )
     recovery._tables_recovered = lambda: Recovery._tables_recovered(recovery)
+    recovery._seek_never_committed = lambda tps: Recovery._seek_never_committed(recovery, tps)
     return recovery
 
 
@@ -146,6 +160,8 @@ async def test_table_recovery_seeks_before_it_resumes_the_input_partitions():
         "recovery_ended",
         "table.on_recovery_completed",
         "perform_seek",
+        "earliest_offsets",
+        "seek",
         "flow_control.resume",  # clears the agents' queues
         "resume_partitions",
         "completed.set",
@@ -158,6 +174,12 @@ async def test_table_recovery_seeks_before_it_resumes_the_input_partitions():
     seek, clear = names.index("perform_seek"), names.index("flow_control.resume")
     # the seek ran while every input partition was still paused ...
     assert log[seek] == ("perform_seek", frozenset(INPUT))
+    # a partition never committed goes back to its earliest offset, still paused
+    # (aiokafka's seek to committed would leave it where the fetcher got to) ...
+    never = TP("visit-events", 1)
+    assert ("earliest_offsets", frozenset({never})) in log
+    assert ("seek", never, EARLIEST[never], True) in log
+    assert [e for e in log if e[0] == "seek"] == [("seek", never, EARLIEST[never], True)]
     # ... and only the input partitions are resumed, not the changelog
     assert ("resume_partitions", frozenset(INPUT)) in log
     # no other task ran between the clear and the resumed flow (no await in between),
@@ -173,5 +195,5 @@ async def test_table_recovery_seeks_before_it_resumes_the_input_partitions():
 
 async def test_table_recovery_of_a_stale_generation_resumes_nothing():
     names = _names(await _run_recovery(generation_id=6))
-    assert not {"perform_seek", "flow_control.resume", "resume_partitions"} & set(names)
+    assert not {"perform_seek", "seek", "flow_control.resume", "resume_partitions"} & set(names)
     assert "consumer.resume_flow" not in names and "completed.set" not in names
