@@ -138,10 +138,11 @@ async def _catch_up(
 ) -> ControlState:
     """Fold the topic from its beginning to its end offset as it is now.
 
-    Bounded as a whole: a consumer that hangs on a fresh or moving partition
-    (seen once after kill -9 restarts) raises TimeoutError, and the caller
-    retries with a new consumer. Progress is read from the records themselves,
-    not ``position()``, and an empty topic needs no fetch at all.
+    Bounded as a whole: a broker that does not answer raises TimeoutError, and
+    the caller retries with a new consumer. Progress is read from the records;
+    an empty fetch also checks ``position()``, which passes offsets that hold no
+    record (compacted away, or a transaction marker). An empty topic needs no
+    fetch at all.
     """
     tp = TopicPartition(s.model_control_topic, 0)
 
@@ -155,6 +156,8 @@ async def _catch_up(
             batches = await consumer.getmany(tp, timeout_ms=FOLLOW_WAIT_MS)
             folded = _fold(folded, batches)
             done = max([done, *(m.offset + 1 for ms in batches.values() for m in ms)])
+            if not batches:
+                done = max(done, await consumer.position(tp))
         return folded
 
     try:
