@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.stack import NoBroker, kafka_and_redis
+from tests.stack import NoBroker, kafka_and_redis, secured_stack
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,17 @@ def servers() -> Iterator[tuple[str, str]]:
     try:
         with kafka_and_redis() as found:
             yield found
+    except NoBroker as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory: pytest.TempPathFactory):
+    """The secured broker (SASL_SSL, SCRAM, ACLs) and Redis (TLS, ACL user) of
+    ``devstack/secure.py``, started once per session on free ports."""
+    try:
+        with secured_stack(tmp_path_factory.mktemp("secure-stack")) as stack:
+            yield stack
     except NoBroker as exc:
         pytest.fail(str(exc), pytrace=False)
 
