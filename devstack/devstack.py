@@ -490,6 +490,7 @@ def main(argv: list[str]) -> int:
     try:
         if verb in ("up", "down") and "--secure" in argv[2:]:
             sys.path.insert(0, str(Path(__file__).parent))
+            sys.modules.setdefault("devstack", sys.modules[__name__])  # one StackError
             import secure
 
             secure.devstack_up() if verb == "up" else secure.devstack_down()

@@ -4,8 +4,9 @@ A sponsor's brokers and caches are never open, so the project's clients must be
 proven against ones that are not. Everything here is generated on the spot in a
 throwaway directory; nothing of it is a real secret:
 
-- a CA and the servers' certificates from ``trustme`` (a client certificate too,
-  for mTLS: the broker and Redis check one when it is presented);
+- a CA and the servers' certificates from ``trustme``, and a client certificate:
+  the broker requires one signed by the CA (mTLS, under SASL), Redis checks
+  one when it is presented;
 - the same Maven-jar broker as ``devstack.py`` (KRaft, single node), its client
   listener ``SASL_SSL`` with SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN; the SCRAM
   users are written into the metadata log by the broker's own
@@ -117,6 +118,8 @@ class SecureStack:
             "KAFKA_SASL_USERNAME": user,
             "KAFKA_SASL_PASSWORD": self.passwords[user],
             "KAFKA_SSL_CAFILE": str(self.ca_file),
+            "KAFKA_SSL_CERTFILE": str(self.client_cert),
+            "KAFKA_SSL_KEYFILE": str(self.client_key),
             "REDIS_URL": self.redis_url(WORKER),
             "REDIS_TLS_CAFILE": str(self.ca_file),
         }
@@ -134,7 +137,7 @@ class SecureStack:
         # Kafka's PEM key store reads PKCS#8 only; trustme writes the traditional form.
         (tls / "server.key").write_bytes(_pkcs8(server.private_key_pem.bytes()))
         (tls / "server.pem").write_bytes(b"".join(p.bytes() for p in server.cert_chain_pems))
-        client.private_key_pem.write_to_path(str(self.client_key))
+        self.client_key.write_bytes(_pkcs8(client.private_key_pem.bytes()))
         (self.client_cert).write_bytes(b"".join(p.bytes() for p in client.cert_chain_pems))
         for path in tls.iterdir():
             path.chmod(0o600)
@@ -174,7 +177,8 @@ ssl.keystore.certificate.chain={self._pem_value(tls / "server.pem")}
 ssl.keystore.key={self._pem_value(tls / "server.key")}
 ssl.truststore.type=PEM
 ssl.truststore.location={self.ca_file}
-ssl.client.auth=requested
+# Under SASL_SSL only the listener-prefixed form turns client authentication on.
+listener.name.sasl_ssl.ssl.client.auth=required
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
 super.users=User:{ADMIN}
@@ -201,6 +205,9 @@ sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config={scram} username="{ADMIN}" password="{self.passwords[ADMIN]}";
 ssl.truststore.type=PEM
 ssl.truststore.location={self.ca_file}
+ssl.keystore.type=PEM
+ssl.keystore.certificate.chain={self._pem_value(self.client_cert)}
+ssl.keystore.key={self._pem_value(self.client_key)}
 """
 
     def _java(self) -> list[str]:
@@ -237,8 +244,9 @@ ssl.truststore.location={self.ca_file}
         ]
         scram_args = [arg for u in users for arg in ("--add-scram", u)]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        self._tool("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
-                   *scram_args)  # fmt: skip
+        # "--cluster-id=": an id may start with "-", which the tool would take for a flag.
+        fmt = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)]
+        self._tool(*fmt, *scram_args)
         log = home / "logs" / "stdout.log"
         pid = base.spawn([*self._java(), "kafka.Kafka", str(props)], log, home / "kafka.pid")
         deadline = time.monotonic() + base.START_TIMEOUT_S
@@ -257,6 +265,7 @@ ssl.truststore.location={self.ca_file}
         from aiokafka.admin import AIOKafkaAdminClient
 
         context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.bootstrap, security_protocol="SASL_SSL",
             ssl_context=context, sasl_mechanism="SCRAM-SHA-512",
@@ -362,3 +371,47 @@ user {ADMIN} on >{self.passwords[ADMIN]} ~* &* +@all
         base = _base()
         base.stop_pid(self.home / "kafka" / "kafka.pid", "secured kafka")
         base.stop_pid(self.home / "redis" / "redis.pid", "secured redis", timeout=10)
+
+
+# ------------------------------------------------------------ make up SECURE=1
+SECURE_HOME_NAME = "secure"
+PORTS = {"kafka": 19092, "controller": 19093, "redis": 16379}  # never the plain 9092/6379
+
+
+def devstack_up() -> Path:
+    """``make up SECURE=1``: a fresh secured stack for the default deployment, its
+    client settings in ``.devstack/secure/client.env`` (mode 0600) to source."""
+    from trialwatch.streams.admin import topic_names
+    from trialwatch.streams.settings import load
+
+    base = _base()
+    home = base.HOME / SECURE_HOME_NAME
+    devstack_down()
+    if home.exists():
+        import shutil
+
+        shutil.rmtree(home)
+    s = load({})
+    grants = Grants(
+        topic_names=tuple(topic_names(s)),
+        topic_prefixes=(f"{s.app_id}-",),  # the app's changelog and leader topics
+        group_prefixes=(s.app_id,),  # the worker's group, `alerts` tails' groups
+        redis_key_pattern=f"{s.app_id}:*",
+    )
+    stack = SecureStack(home, PORTS["kafka"], PORTS["controller"], PORTS["redis"], grants)
+    stack.start()
+    env_file = home / "client.env"
+    lines = [f"{k}={v}" for k, v in stack.client_env().items()]
+    env_file.write_text("\n".join(lines) + "\n")
+    env_file.chmod(0o600)
+    base.say(f"secured kafka (SASL_SSL, SCRAM-SHA-512) on {stack.bootstrap}")
+    base.say(f"secured redis (TLS, ACL user {WORKER}) on {stack.host}:{stack.redis_port}")
+    base.say(f"client settings: set -a; . {env_file}; set +a")
+    return env_file
+
+
+def devstack_down() -> None:
+    home = _base().HOME / SECURE_HOME_NAME
+    if (home / "kafka" / "kafka.pid").exists() or (home / "redis" / "redis.pid").exists():
+        SecureStack(home, 0, 0, 0, Grants()).stop()
+        _base().say("secured stack stopped")
