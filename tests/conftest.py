@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,14 +24,27 @@ def servers() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def secure_stack(tmp_path_factory: pytest.TempPathFactory):
+def secure_stack():
     """The secured broker (SASL_SSL, SCRAM, ACLs) and Redis (TLS, ACL user) of
     ``devstack/secure.py``, started once per session on free ports."""
+    # Not under pytest's basetemp: another session of the same user prunes old
+    # basetemps, and this one holds a running broker's data.
+    home = Path(tempfile.mkdtemp(prefix="trialwatch-secure-stack-"))
     try:
-        with secured_stack(tmp_path_factory.mktemp("secure-stack")) as stack:
+        with secured_stack(home) as stack:
             yield stack
     except NoBroker as exc:
         pytest.fail(str(exc), pytrace=False)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def private_tmp() -> Iterator[Path]:
+    """A temporary directory no other pytest session prunes (a worker's state)."""
+    path = Path(tempfile.mkdtemp(prefix="trialwatch-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,9 @@ def secrets_of(stack) -> list[str]:
     return list(stack.passwords.values())
 
 
-def test_secured_end_to_end(secure_stack, quick_model_dir, tmp_path):
+@pytest.mark.timeout(900)  # a busy shared machine; about 3 minutes otherwise
+def test_secured_end_to_end(secure_stack, quick_model_dir, private_tmp):
+    tmp_path = private_tmp
     ns = namespace(secure_stack, quick_model_dir, tmp_path)
     s = ns.settings
     assert s.kafka_security_protocol == "SASL_SSL" and s.redis_url.startswith("rediss://")
