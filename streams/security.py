@@ -113,10 +113,17 @@ def refusal_line(exc: BaseException, s: Settings) -> str:
         )
     if isinstance(exc, ssl.SSLError):
         return (
-            f"trialwatch: TLS with the broker at {where} failed ({exc.reason}); "
-            f"check KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} and KAFKA_SSL_* "
-        ).rstrip()
+            f"trialwatch: TLS with the broker at {where} failed ({exc.reason}); check "
+            f"KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol}, KAFKA_SSL_CERTFILE "
+            "and KAFKA_SSL_KEYFILE"
+        )
     if isinstance(exc, errors.KafkaConnectionError) and "closed" in str(exc):
+        if s.kafka_security_protocol == "SASL_SSL":
+            return (
+                f"trialwatch: the broker at {where} closed the connection "
+                "(KAFKA_SECURITY_PROTOCOL=SASL_SSL): does it require a client certificate "
+                "from its CA (KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE)?"
+            )
         return (
             f"trialwatch: the broker at {where} closed the connection: it expects "
             f"other security than KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} "

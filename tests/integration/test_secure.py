@@ -282,6 +282,7 @@ def test_the_broker_requires_a_client_certificate_from_its_ca(secure_stack, tmp_
             asyncio.run(ensure_topics(load(env), timeout_s=15))
         line = str(exc.value)
         assert line.startswith(f"trialwatch: the broker at {secure_stack.bootstrap} "), line
+        assert "KAFKA_SSL_CERTFILE" in line, line
         assert "\n" not in line
 
 
