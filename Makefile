@@ -52,14 +52,23 @@ fmt: $(STAMP) ## ruff autofix + format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-up: ## start the dev stack (Kafka on 127.0.0.1:9092, Redis on 127.0.0.1:6379)
+up: ## start the dev stack (Kafka on 127.0.0.1:9092, Redis on 127.0.0.1:6379); SECURE=1: SASL_SSL + TLS
+ifdef SECURE
+up: $(STAMP)
+	@$(BIN)/python devstack/devstack.py up --secure
+else
 	@$(STACK) up
+endif
 
 status: ## show what the dev stack runs
 	@$(STACK) status
 
-down: ## stop the dev stack
+down: ## stop the dev stack (SECURE=1: the secured one)
+ifdef SECURE
+	@$(BIN)/python devstack/devstack.py down --secure
+else
 	@$(STACK) down
+endif
 
 clean-stack: ## stop the dev stack and delete its data (keeps the jars)
 	@$(STACK) clean

@@ -14,12 +14,18 @@ import time
 import faust
 from faust import web
 
+from trialwatch.streams.security import faust_credentials
+from trialwatch.streams.settings import load
+
 MODE = os.environ.get("BENCH_MODE", "consume")
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "8"))
 
+_settings = load()
 app = faust.App(
     os.environ.get("BENCH_APP_ID", "trialwatch-bench"),
-    broker=f"kafka://{os.environ.get('KAFKA_BOOTSTRAP_SERVERS', '127.0.0.1:9092')}",
+    broker=_settings.broker_url,
+    # The same TLS/SASL as the worker: a comparison on a secured broker is fair.
+    broker_credentials=faust_credentials(_settings),
     store="rocksdb://",
     datadir=os.environ.get("BENCH_DATA_DIR", ".devstack/bench"),
     topic_partitions=PARTITIONS,

@@ -125,7 +125,7 @@ async def publish_bench(settings, events: list[dict]) -> dict:
     from trialwatch.producers.publisher import publish
     from trialwatch.streams import settings as settings_module
     from trialwatch.streams.admin import ensure_topics
-    from trialwatch.streams.settings import aiokafka_kwargs
+    from trialwatch.streams.security import aiokafka_kwargs
 
     prefix = f"bench-pub-{uuid.uuid4().hex[:6]}."
     s = settings_module.load(

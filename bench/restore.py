@@ -27,6 +27,7 @@ from trialwatch.models.state import apply, to_record
 from trialwatch.schemas import codec as avro
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
+from trialwatch.streams.security import aiokafka_kwargs
 from trialwatch.streams.settings import Settings
 from trialwatch.streams.workerproc import WorkerProcess, free_port, rss_mb
 
@@ -46,9 +47,9 @@ def template_records(n_patients: int = 2_000) -> list[dict]:
     return [to_record(s) for s in states.values()]
 
 
-async def write_changelog(bootstrap: str, topic: str, templates: list[dict], n: int) -> int:
+async def write_changelog(kafka: dict, topic: str, templates: list[dict], n: int) -> int:
     """N state records keyed like the worker keys them; returns the bytes written."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         await admin.create_topics(
@@ -56,9 +57,7 @@ async def write_changelog(bootstrap: str, topic: str, templates: list[dict], n: 
         )
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=512 * 1024, acks=1
-    )
+    producer = AIOKafkaProducer(**kafka, linger_ms=50, max_batch_size=512 * 1024, acks=1)
     await producer.start()
     total = 0
     try:
@@ -125,7 +124,7 @@ async def run_restore_bench(s: Settings, sizes: list[int]) -> dict:
         await ensure_topics(bench_settings)
         app_id = f"bench-restore-{run}"
         changelog = f"{app_id}-patient_to_state-changelog"
-        written = await write_changelog(s.kafka_bootstrap_servers, changelog, templates, n)
+        written = await write_changelog(aiokafka_kwargs(s), changelog, templates, n)
         data_dir = workdir / f"restore-{app_id}"
         timeout = 120 + n / 2_000
         result = restore_once(env_base, app_id, workdir, timeout, data_dir)

@@ -28,6 +28,7 @@ from rich.console import Console
 from trialwatch.schemas import codec as avro
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
+from trialwatch.streams.security import aiokafka_kwargs
 from trialwatch.streams.settings import Settings
 from trialwatch.streams.workerproc import WorkerProcess, free_port
 
@@ -47,8 +48,8 @@ def bench_events(n_events: int, n_patients: int) -> list[dict]:
     return events[:n_events]
 
 
-async def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+async def produce(kafka: dict, topic: str, events: list[dict]) -> None:
+    producer = AIOKafkaProducer(**kafka, linger_ms=20, acks=1)
     await producer.start()
     try:
         for event in events:
@@ -59,17 +60,17 @@ async def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------- (a)
-async def passthrough(bootstrap: str, source: str, n: int) -> float:
+async def passthrough(kafka: dict, source: str, n: int) -> float:
     sink = f"{source}.passthrough-{uuid.uuid4().hex[:6]}"
     consumer = AIOKafkaConsumer(
         source,
-        bootstrap_servers=bootstrap,
+        **kafka,
         group_id=f"bench-a-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=True,
         max_poll_records=5000,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka, linger_ms=5)
     await consumer.start()
     await producer.start()
     seen = 0
@@ -168,14 +169,14 @@ async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, 
     try:
         await asyncio.to_thread(worker.wait_healthy)
         readers = [
-            _reader(s.kafka_bootstrap_servers, lat_settings.risk_scores_topic, "RiskScore"),
-            _reader(s.kafka_bootstrap_servers, lat_settings.risk_alerts_topic, "RiskAlert"),
+            _reader(aiokafka_kwargs(s), lat_settings.risk_scores_topic, "RiskScore"),
+            _reader(aiokafka_kwargs(s), lat_settings.risk_alerts_topic, "RiskAlert"),
         ]
         for reader in readers:
             await reader.start()
         await asyncio.sleep(2.0)  # let the worker's partitions settle before timing
         n = int(rate * seconds)
-        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, linger_ms=0)
+        producer = AIOKafkaProducer(**aiokafka_kwargs(s), linger_ms=0)
         await producer.start()
         stop = asyncio.Event()
         collectors = [
@@ -209,10 +210,10 @@ async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, 
     }
 
 
-def _reader(bootstrap: str, topic: str, schema: str) -> AIOKafkaConsumer:
+def _reader(kafka: dict, topic: str, schema: str) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka,
         group_id=f"bench-reader-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         fetch_max_wait_ms=5,
@@ -264,12 +265,12 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
         micro = await run_micro(s, s.model_dir, input_events)
     print(micro_markdown(micro) + "\n", flush=True)
     with console.status(f"producing {events:,} events to {topic}..."):
-        await produce(s.kafka_bootstrap_servers, topic, input_events)
+        await produce(aiokafka_kwargs(s), topic, input_events)
 
     runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": []}
     for i in range(repeats):
         console.print(f"repetition {i + 1}/{repeats}")
-        runs["a"].append(await passthrough(s.kafka_bootstrap_servers, topic, events))
+        runs["a"].append(await passthrough(aiokafka_kwargs(s), topic, events))
         runs["b"].append(bare_faust(bench_settings, topic, "consume", events, workdir))
         runs["c"].append(bare_faust(bench_settings, topic, "table", events, workdir))
         runs["d"].append(full_pipeline(env_base, events, workdir))

@@ -8,6 +8,9 @@ Stdlib only, so it runs before the virtualenv exists.
     devstack.py down        stop both, free the ports
     devstack.py run -- CMD  start what is missing, run CMD, stop what it started
     devstack.py tool promtool  print the path of promtool, installing Debian's prometheus if missing
+    devstack.py up --secure    a secured stack instead (SASL_SSL Kafka on 19092, TLS Redis
+                               on 16379; devstack/secure.py, needs the virtualenv's python)
+    devstack.py down --secure  stop it
 
 Kafka runs from the Maven Central jars that ``devstack/pom.xml`` resolves, with
 ``java -cp '.devstack/jars/*' kafka.Kafka``. When ``KAFKA_BOOTSTRAP_SERVERS`` or
@@ -485,6 +488,13 @@ def run(cmd: list[str]) -> int:
 def main(argv: list[str]) -> int:
     verb = argv[1] if len(argv) > 1 else "status"
     try:
+        if verb in ("up", "down") and "--secure" in argv[2:]:
+            sys.path.insert(0, str(Path(__file__).parent))
+            sys.modules.setdefault("devstack", sys.modules[__name__])  # one StackError
+            import secure
+
+            secure.devstack_up() if verb == "up" else secure.devstack_down()
+            return 0
         if verb == "up":
             up()
             return 0

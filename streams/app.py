@@ -8,42 +8,19 @@ Faust's commands (``worker``, ``tables``...) and ours share one CLI.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import sys
 
 import faust
 
-from trialwatch.streams import runtime
-from trialwatch.streams import settings as settings_module
+from trialwatch.streams import runtime, security
 from trialwatch.streams.lognoise import install_coordinator_noise_filter
 from trialwatch.streams.runtime import settings
 from trialwatch.streams.transport import Transport
 
-
-def _credentials(s: settings_module.Settings) -> faust.types.auth.CredentialsT | None:
-    """SASL and/or SSL from the environment (KAFKA_SECURITY_PROTOCOL and friends)."""
-    protocol = s.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        return faust.SASLCredentials(
-            username=s.kafka_sasl_username,
-            password=s.kafka_sasl_password,
-            mechanism=s.kafka_sasl_mechanism or "PLAIN",
-            ssl_context=context,
-        )
-    raise SystemExit(f"trialwatch: unsupported KAFKA_SECURITY_PROTOCOL={protocol!r}")
-
-
 app = faust.App(
     settings.app_id,
     broker=settings.broker_url,
-    broker_credentials=_credentials(settings),
+    broker_credentials=security.faust_credentials(settings),
     store=settings.store,
     datadir=str(settings.data_dir),
     topic_partitions=settings.partitions,
@@ -75,15 +52,18 @@ def main() -> None:
     """Entry point of the ``trialwatch`` command.
 
     Before a worker starts: create its topics (the changelog must match the
-    input's partition count) and load the model, so a missing model or an
-    unreachable broker is one clear line rather than a crashed agent. Every
+    input's partition count), check the consumer group's ACL and load the model,
+    so a missing model, an unreachable broker or a refused credential is one
+    clear line rather than a crashed agent. Configured secrets are masked in
+    every log record. Every
     command (its consumers too, e.g. ``alerts``) gets the coordinator-noise filter.
     """
     install_coordinator_noise_filter()
+    security.install_log_redaction(settings.secrets)
     args = sys.argv[1:]
     if args[:1] == ["worker"] and not {"--help", "-h"} & set(args):
         from trialwatch.streams.admin import ensure_topics
 
-        asyncio.run(ensure_topics(settings))
+        asyncio.run(ensure_topics(settings, group=settings.app_id))
         runtime.model.get()
     app.main()

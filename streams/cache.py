@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,12 +74,13 @@ class RiskCache:
         prefix: str = "trialwatch",
         score_ttl_s: int = 7 * 86_400,
         alert_ttl_s: int = 30 * 86_400,
-        tls_cafile: str = "",
+        redis_kwargs: dict[str, Any] | None = None,
+        describe: Callable[[BaseException], str] | None = None,
     ) -> None:
         kwargs: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
-        if tls_cafile:
-            kwargs["ssl_ca_certs"] = tls_cafile
-        self._client = aioredis.from_url(url, **kwargs)
+        self._client = aioredis.from_url(url, **kwargs, **(redis_kwargs or {}))
+        # What a failure means, in words that name the setting and never the password.
+        self._describe = describe or (lambda exc: f"Redis unreachable ({type(exc).__name__})")
         self.prefix = prefix
         self.score_ttl_s = score_ttl_s
         self.alert_ttl_s = alert_ttl_s
@@ -99,7 +101,7 @@ class RiskCache:
 
     def _failed(self, exc: Exception) -> None:
         if not self.degraded:
-            log.warning("Redis unreachable (%s): using the in-process fallback", type(exc).__name__)
+            log.warning("%s: using the in-process fallback", self._describe(exc))
         self.degraded_reason = f"redis unreachable: {type(exc).__name__}"
         self._retry_at = time.monotonic() + RETRY_AFTER_S
         metrics.REDIS_UP.set(0)

@@ -40,7 +40,8 @@ from trialwatch.schemas import codec as avro
 from trialwatch.schemas.exceptions import TrialwatchError
 from trialwatch.streams import metrics
 from trialwatch.streams.model import ModelHolder, Serving, load_version
-from trialwatch.streams.settings import Settings, aiokafka_kwargs
+from trialwatch.streams.security import aiokafka_kwargs, start_or_exit
+from trialwatch.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def calibration_record(cal: Calibration, issued_by: str) -> dict[str, Any]:
 async def publish(s: Settings, record: dict[str, Any]) -> None:
     """Send one control record and wait until the broker has it (acks=all)."""
     producer = AIOKafkaProducer(**aiokafka_kwargs(s), acks="all", enable_idempotence=True)
-    await producer.start()
+    await start_or_exit(producer, s)
     try:
         await producer.send_and_wait(
             s.model_control_topic,
@@ -118,8 +119,8 @@ async def publish(s: Settings, record: dict[str, Any]) -> None:
 async def read_state(s: Settings, timeout_s: float = 30.0) -> ControlState:
     """The control topic folded to its current end (for commands)."""
     consumer = _consumer(s)
+    await start_or_exit(consumer, s, timeout_s)
     try:
-        await asyncio.wait_for(consumer.start(), timeout_s)
         return await _catch_up(consumer, s, ControlState(), timeout_s)
     except TimeoutError as exc:
         raise SystemExit(f"trialwatch: {exc or 'the broker did not answer'}") from None

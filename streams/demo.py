@@ -23,7 +23,8 @@ from rich.panel import Panel
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
 from trialwatch.streams.console import make_console
-from trialwatch.streams.settings import Settings, aiokafka_kwargs
+from trialwatch.streams.security import aiokafka_kwargs
+from trialwatch.streams.settings import Settings
 from trialwatch.streams.workerproc import WorkerProcess, WorkerProcessError
 
 console = make_console()

@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from trialwatch.streams.console import console, print_publish_report, progress_bar
-from trialwatch.streams.settings import Settings, aiokafka_kwargs
+from trialwatch.streams.security import aiokafka_kwargs
+from trialwatch.streams.settings import Settings
 
 
 async def publish_events(

@@ -13,7 +13,7 @@ from trialwatch.streams.cache import RiskCache
 from trialwatch.streams.control import ModelControl
 from trialwatch.streams.ledger import AlertLedger
 from trialwatch.streams.model import ModelHolder
-from trialwatch.streams.settings import aiokafka_kwargs
+from trialwatch.streams.security import aiokafka_kwargs, redis_kwargs, redis_refusal_line
 
 settings = settings_module.load()
 model = ModelHolder(settings.model_dir)
@@ -26,7 +26,8 @@ def cache() -> RiskCache:
         prefix=f"{settings.app_id}",
         score_ttl_s=settings.score_cache_ttl_s,
         alert_ttl_s=settings.dedup_ttl_s,
-        tls_cafile=settings.redis_tls_cafile,
+        redis_kwargs=redis_kwargs(settings),
+        describe=lambda exc: redis_refusal_line(exc, settings),
     )
 
 

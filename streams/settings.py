@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from trialwatch.models.alerts import AlertPolicy
 
@@ -35,9 +36,14 @@ ENV_VARS: dict[str, str] = {
     "KAFKA_SASL_USERNAME": "",
     "KAFKA_SASL_PASSWORD": "",
     "KAFKA_SSL_CAFILE": "",
+    "KAFKA_SSL_CERTFILE": "",
+    "KAFKA_SSL_KEYFILE": "",
+    "KAFKA_SSL_KEY_PASSWORD": "",
     "REDIS_TLS_CAFILE": "",
 }
-SECRET_FIELDS = {"kafka_sasl_password", "redis_url"}
+SECRET_FIELDS = {"kafka_sasl_password", "kafka_ssl_key_password", "redis_url"}
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ class Settings:
     kafka_sasl_username: str
     kafka_sasl_password: str
     kafka_ssl_cafile: str
+    kafka_ssl_certfile: str
+    kafka_ssl_keyfile: str
+    kafka_ssl_key_password: str
     redis_tls_cafile: str
 
     @property
@@ -107,6 +116,21 @@ class Settings:
         return f"{self.topic_prefix}model-control"
 
     @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def kafka_uses_sasl(self) -> bool:
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value configured (what a log or a message must never show)."""
+        found = [self.kafka_sasl_password, self.kafka_ssl_key_password]
+        found += _url_secrets(self.redis_url)
+        return tuple(v for v in found if v)
+
+    @property
     def broker_url(self) -> str:
         hosts = [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
         return ";".join(f"kafka://{h}" for h in hosts)
@@ -122,10 +146,28 @@ class Settings:
 
 
 def _mask(name: str, value: str) -> str:
-    if name == "redis_url" and "@" in value:
-        scheme, rest = value.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return value if name == "redis_url" else "***"
+    if name == "redis_url":
+        return mask_url(value)
+    return "***"
+
+
+def mask_url(url: str) -> str:
+    """``rediss://user:pass@host`` -> ``rediss://user:***@host``: the user names the
+    account (useful in a message), the password never shows."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _url_secrets(url: str) -> list[str]:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
 
 
 def load(env: dict[str, str] | None = None) -> Settings:
@@ -136,7 +178,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         return env.get(name, "") or ENV_VARS[name]
 
     try:
-        return Settings(
+        settings = Settings(
             kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS"),
             redis_url=get("REDIS_URL"),
             app_id=get("TRIALWATCH_APP_ID"),
@@ -160,10 +202,51 @@ def load(env: dict[str, str] | None = None) -> Settings:
             kafka_sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
             kafka_sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
             kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE", ""),
+            kafka_ssl_certfile=env.get("KAFKA_SSL_CERTFILE", ""),
+            kafka_ssl_keyfile=env.get("KAFKA_SSL_KEYFILE", ""),
+            kafka_ssl_key_password=env.get("KAFKA_SSL_KEY_PASSWORD", ""),
             redis_tls_cafile=env.get("REDIS_TLS_CAFILE", ""),
         )
     except ValueError as exc:
         raise SystemExit(f"trialwatch: invalid configuration value: {exc}") from None
+    problem = security_problem(settings)
+    if problem:
+        raise SystemExit(f"trialwatch: {problem}")
+    return settings
+
+
+def security_problem(s: Settings) -> str | None:
+    """What is wrong with the Kafka/Redis security settings, as one line naming the
+    variable; None when they are consistent. Checked before any connection, so a
+    typo is one line at start-up rather than a broker's retry loop."""
+    if s.kafka_security_protocol not in SECURITY_PROTOCOLS:
+        return (
+            f"KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol!r} is not one of "
+            f"{', '.join(SECURITY_PROTOCOLS)}"
+        )
+    if s.kafka_uses_sasl:
+        mechanism = s.kafka_sasl_mechanism or "PLAIN"
+        if mechanism not in SASL_MECHANISMS:
+            return f"KAFKA_SASL_MECHANISM={mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+        for var, value in (
+            ("KAFKA_SASL_USERNAME", s.kafka_sasl_username),
+            ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password),
+        ):
+            if not value:
+                return f"{var} is empty but KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol}"
+    if bool(s.kafka_ssl_certfile) != bool(s.kafka_ssl_keyfile):
+        return "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (mTLS): set both or neither"
+    for var, path in (
+        ("KAFKA_SSL_CAFILE", s.kafka_ssl_cafile),
+        ("KAFKA_SSL_CERTFILE", s.kafka_ssl_certfile),
+        ("KAFKA_SSL_KEYFILE", s.kafka_ssl_keyfile),
+        ("REDIS_TLS_CAFILE", s.redis_tls_cafile),
+    ):
+        if path and not Path(path).is_file():
+            return f"{var}={path} is not a readable file"
+    if s.redis_tls_cafile and not s.redis_url.startswith("rediss://"):
+        return "REDIS_TLS_CAFILE is set but REDIS_URL is not a rediss:// (TLS) URL"
+    return None
 
 
 def _flag(name: str, value: str) -> bool:
@@ -172,19 +255,3 @@ def _flag(name: str, value: str) -> bool:
     if value.strip().lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name}={value!r} is not one of 1/0, true/false, yes/no, on/off")
-
-
-def aiokafka_kwargs(s: Settings) -> dict:
-    """Connection arguments for plain aiokafka clients (publisher, tail, bench)."""
-    kwargs: dict = {"bootstrap_servers": s.kafka_bootstrap_servers}
-    if s.kafka_security_protocol != "PLAINTEXT":
-        import ssl
-
-        kwargs["security_protocol"] = s.kafka_security_protocol
-        if "SSL" in s.kafka_security_protocol:
-            kwargs["ssl_context"] = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None)
-        if s.kafka_security_protocol.startswith("SASL"):
-            kwargs["sasl_mechanism"] = s.kafka_sasl_mechanism or "PLAIN"
-            kwargs["sasl_plain_username"] = s.kafka_sasl_username
-            kwargs["sasl_plain_password"] = s.kafka_sasl_password
-    return kwargs

@@ -26,7 +26,8 @@ from rich.text import Text
 from trialwatch.schemas import codec as avro
 from trialwatch.schemas.exceptions import DecodeError
 from trialwatch.streams.console import make_console
-from trialwatch.streams.settings import Settings, aiokafka_kwargs
+from trialwatch.streams.security import aiokafka_kwargs, start_or_exit
+from trialwatch.streams.settings import Settings
 
 TIER_STYLE = {"CRITICAL": "bold red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "green"}
 
@@ -172,7 +173,7 @@ async def tail_alerts(
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    await start_or_exit(consumer, s)
     seen: list[dict] = []
     deadline = time.monotonic() + seconds if seconds else None
     console = make_console()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.stack import NoBroker, kafka_and_redis
+from tests.stack import NoBroker, kafka_and_redis, secured_stack
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +21,30 @@ def servers() -> Iterator[tuple[str, str]]:
             yield found
     except NoBroker as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def secure_stack():
+    """The secured broker (SASL_SSL, SCRAM, ACLs) and Redis (TLS, ACL user) of
+    ``devstack/secure.py``, started once per session on free ports."""
+    # Not under pytest's basetemp: another session of the same user prunes old
+    # basetemps, and this one holds a running broker's data.
+    home = Path(tempfile.mkdtemp(prefix="trialwatch-secure-stack-"))
+    try:
+        with secured_stack(home) as stack:
+            yield stack
+    except NoBroker as exc:
+        pytest.fail(str(exc), pytrace=False)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def private_tmp() -> Iterator[Path]:
+    """A temporary directory no other pytest session prunes (a worker's state)."""
+    path = Path(tempfile.mkdtemp(prefix="trialwatch-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -78,3 +78,44 @@ def kafka_and_redis() -> Iterator[tuple[str, str]]:
         )
     finally:
         stack.down(started)
+
+
+def _secure_module():
+    """devstack/secure.py, beside devstack.py (which it reuses for jars and processes)."""
+    _devstack()
+    spec = importlib.util.spec_from_file_location(
+        "devstack_secure", ROOT / "devstack" / "secure.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("devstack_secure", module)  # its dataclasses look themselves up
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def secured_stack(home: Path, namespace_prefix: str = "sec"):
+    """A SASL_SSL broker and a TLS Redis of their own, on free ports under ``home``.
+
+    Never the dev stack's 9092/6379: these are throwaway servers with throwaway
+    credentials. The worker user may use topics named ``<prefix>.*`` or
+    ``<prefix>-*`` and groups ``<prefix>-*`` (the namespaces of the secured tests),
+    Redis keys ``<prefix>-*``; nothing else.
+    """
+    from trialwatch.streams.workerproc import free_port
+
+    secure = _secure_module()
+    grants = secure.Grants(
+        topic_prefixes=(f"{namespace_prefix}.", f"{namespace_prefix}-"),
+        group_prefixes=(f"{namespace_prefix}-",),
+        redis_key_pattern=f"{namespace_prefix}-*",
+    )
+    stack = secure.SecureStack(home, free_port(), free_port(), free_port(), grants)
+    try:
+        stack.start()
+    except _devstack().StackError as exc:
+        raise NoBroker(f"the secured stack did not start: {exc}") from exc
+    try:
+        yield stack
+    finally:
+        stack.stop()

@@ -188,3 +188,19 @@ def wait_settled(ns: Namespace, timeout: float = 120.0, topic: str | None = None
             return
         time.sleep(0.5)
     raise AssertionError(f"{lag} input records still uncommitted after {timeout}s")
+
+
+PATIENT_ATTRIBUTES = ("distance_km", "age=", "'sex'", "epro_score", "ae_grade")
+
+
+def assert_nothing_leaks(log: str, secrets: Iterable[str], events: Iterable[dict]) -> None:
+    """The log-grep check of a worker's log (and whatever else it is given): it
+    logged at info (so there was something to check), no secret, no patient id,
+    no patient attribute."""
+    assert "INFO" in log
+    leaked = [s for s in secrets if s and s in log]
+    assert not leaked, f"{len(leaked)} secret(s) in the log"
+    patient_ids = {e["patient_id"] for e in events}
+    assert not [p for p in patient_ids if p in log]
+    for attribute in PATIENT_ATTRIBUTES:
+        assert attribute not in log
