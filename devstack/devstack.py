@@ -292,7 +292,8 @@ def kafka_up() -> bool:
 
         cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
         res = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props),
+            # "--cluster-id=": an id may start with "-", which "-t ID" reads as a flag.
+            [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}", "-c", str(props),
              "--ignore-formatted"],
             capture_output=True, text=True,
         )  # fmt: skip
