@@ -199,6 +199,22 @@ def fetch_jars() -> None:
     stamp.write_text(digest)
 
 
+# The settings of a one-broker KRaft cluster, shared with devstack/secure.py.
+SINGLE_NODE_SETTINGS = """num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=16777216
+num.network.threads=2
+num.io.threads=4
+"""
+
+
 def kafka_properties() -> str:
     data = KAFKA_HOME / "data"
     return f"""# Written by devstack.py: single-node KRaft broker for development.
@@ -211,21 +227,9 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={data}
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
-log.cleaner.dedupe.buffer.size=16777216
+{SINGLE_NODE_SETTINGS}auto.create.topics.enable=true
 log.retention.hours=168
 log.segment.bytes=67108864
-num.network.threads=2
-num.io.threads=4
 """
 
 
