@@ -32,8 +32,9 @@ test: $(STAMP) tools ## all tests (unit + integration on a real Kafka broker and
 test-unit: $(STAMP) tools ## unit tests only (no broker needed)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
-tools: ## tools the tests call: promtool (Debian's prometheus package when missing)
+tools: ## tools the tests call: promtool, chromium + chromedriver (Debian's packages when missing)
 	@$(STACK) tool promtool >/dev/null
+	@$(STACK) tool chromium >/dev/null
 
 test-integration: $(STAMP) ## integration tests only
 	$(STACK) run -- $(BIN)/python -m pytest -m integration $(PYTEST_ARGS)

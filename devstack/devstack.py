@@ -8,6 +8,8 @@ Stdlib only, so it runs before the virtualenv exists.
     devstack.py down        stop both, free the ports
     devstack.py run -- CMD  start what is missing, run CMD, stop what it started
     devstack.py tool promtool  print the path of promtool, installing Debian's prometheus if missing
+    devstack.py tool chromium  print the path of chromium, installing Debian's chromium and
+                               chromium-driver if missing (the dashboard's browser tests)
     devstack.py up --secure    a secured stack instead (SASL_SSL Kafka on 19092, TLS Redis
                                on 16379; devstack/secure.py, needs the virtualenv's python)
     devstack.py down --secure  stop it
@@ -353,10 +355,13 @@ def debian_binary(binary: str, package: str, service: str | None, otherwise: str
     if os.geteuid() == 0 and shutil.which("apt-get"):
         say(f"{binary} missing: installing the Debian package {package}...")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+        # Another apt run (a second session installing its own tool) holds the dpkg
+        # lock for a while: wait for it instead of failing at once.
+        lock = ["-o", "DPkg::Lock::Timeout=600"]
+        install = ["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", package]
         res = subprocess.run(install, capture_output=True, env=env)
         if res.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+            subprocess.run(["apt-get", *lock, "update", "-q"], capture_output=True, env=env)
             res = subprocess.run(install, capture_output=True, env=env)
         if service:
             subprocess.run(["service", service, "stop"], capture_output=True)
@@ -385,6 +390,20 @@ def promtool_binary() -> str:
         "install it (Debian: sudo apt-get install prometheus; or a Prometheus release's "
         "promtool on PATH).",
     )
+
+
+def chromium_binary() -> str:
+    """chromium + chromedriver drive the dashboard's browser tests (selenium, headless).
+
+    Debian's packages, never a browser download: ``/usr/bin/chromium`` and
+    ``/usr/bin/chromedriver`` (package chromium-driver).
+    """
+    hint = (
+        "install them (Debian: sudo apt-get install chromium chromium-driver); the "
+        "dashboard's browser tests need both."
+    )
+    debian_binary("chromedriver", "chromium-driver", None, hint)
+    return debian_binary("chromium", "chromium", None, hint)
 
 
 def redis_up() -> bool:
@@ -514,7 +533,7 @@ def main(argv: list[str]) -> int:
                 raise StackError("usage: devstack.py run -- COMMAND [ARGS...]")
             return run(cmd)
         if verb == "tool":
-            tools = {"promtool": promtool_binary}
+            tools = {"promtool": promtool_binary, "chromium": chromium_binary}
             name = argv[2] if len(argv) > 2 else ""
             if name not in tools:
                 raise StackError(f"usage: devstack.py tool {{{','.join(tools)}}}")

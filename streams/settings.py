@@ -40,8 +40,18 @@ ENV_VARS: dict[str, str] = {
     "KAFKA_SSL_KEYFILE": "",
     "KAFKA_SSL_KEY_PASSWORD": "",
     "REDIS_TLS_CAFILE": "",
+    # The web server beyond loopback (streams.access): a bearer token and/or basic auth
+    "TRIALWATCH_WEB_TOKEN": "",
+    "TRIALWATCH_WEB_USER": "",
+    "TRIALWATCH_WEB_PASSWORD": "",
 }
-SECRET_FIELDS = {"kafka_sasl_password", "kafka_ssl_key_password", "redis_url"}
+SECRET_FIELDS = {
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "redis_url",
+    "web_token",
+    "web_password",
+}
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -73,6 +83,9 @@ class Settings:
     kafka_ssl_keyfile: str
     kafka_ssl_key_password: str
     redis_tls_cafile: str
+    web_token: str = ""
+    web_user: str = ""
+    web_password: str = ""
 
     @property
     def alert_policy(self) -> AlertPolicy:
@@ -127,6 +140,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value configured (what a log or a message must never show)."""
         found = [self.kafka_sasl_password, self.kafka_ssl_key_password]
+        found += [self.web_token, self.web_password]
         found += _url_secrets(self.redis_url)
         return tuple(v for v in found if v)
 
@@ -206,6 +220,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
             kafka_ssl_keyfile=env.get("KAFKA_SSL_KEYFILE", ""),
             kafka_ssl_key_password=env.get("KAFKA_SSL_KEY_PASSWORD", ""),
             redis_tls_cafile=env.get("REDIS_TLS_CAFILE", ""),
+            web_token=env.get("TRIALWATCH_WEB_TOKEN", ""),
+            web_user=env.get("TRIALWATCH_WEB_USER", ""),
+            web_password=env.get("TRIALWATCH_WEB_PASSWORD", ""),
         )
     except ValueError as exc:
         raise SystemExit(f"trialwatch: invalid configuration value: {exc}") from None
@@ -246,6 +263,8 @@ def security_problem(s: Settings) -> str | None:
             return f"{var}={path} is not a readable file"
     if s.redis_tls_cafile and not s.redis_url.startswith("rediss://"):
         return "REDIS_TLS_CAFILE is set but REDIS_URL is not a rediss:// (TLS) URL"
+    if bool(s.web_user) != bool(s.web_password):
+        return "TRIALWATCH_WEB_USER and TRIALWATCH_WEB_PASSWORD go together: set both or neither"
     return None
 
 
