@@ -61,3 +61,45 @@ def reason_text(feature: str, value: float) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"no data yet for {feature.replace('_', ' ')}"
     return PHRASES[feature](value)
+
+
+# Features that describe the person, not their course in the trial: a view for people
+# names them but never shows their value (pseudonymous ids only).
+ENROLMENT_FEATURES = frozenset({"age", "sex", "distance_km", "arm"})
+
+
+def shown_text(feature: str, value: float | None) -> str:
+    """``reason_text`` for a screen or an export: an enrolment attribute's value stays out."""
+    if feature in ENROLMENT_FEATURES:
+        return f"an enrolment attribute ({feature.replace('_', ' ')})"
+    return reason_text(feature, value)
+
+
+def two_sided(contrib, x, k: int = 3, names=FEATURE_NAMES) -> dict[str, list[dict]]:
+    """The top-k TreeSHAP drivers in BOTH directions.
+
+    ``contrib`` is one row of LightGBM ``pred_contrib`` (one log-odds contribution
+    per feature, then the expected value); ``x`` the feature row. ``raising``: the
+    largest positive contributions, largest first; ``lowering``: the most negative,
+    most negative first. A zero contribution is in neither. Ties keep feature order.
+    """
+    n = len(names)
+    values = [float(c) for c in list(contrib)[:n]]
+    order_up = sorted((i for i in range(n) if values[i] > 0), key=lambda i: -values[i])
+    order_down = sorted((i for i in range(n) if values[i] < 0), key=lambda i: values[i])
+
+    def reason(i: int) -> dict:
+        value = float(x[i])
+        return {
+            "feature": names[i],
+            "value": value,
+            "contribution": values[i],
+            "text": reason_text(names[i], value),
+        }
+
+    base = float(list(contrib)[n]) if len(contrib) > n else None
+    return {
+        "raising": [reason(i) for i in order_up[:k]],
+        "lowering": [reason(i) for i in order_down[:k]],
+        "base_log_odds": base,
+    }

@@ -24,7 +24,7 @@ from trialwatch.models.drift import DriftReference
 from trialwatch.models.exceptions import ArtifactError, ModelError
 from trialwatch.models.fastpredict import FastPredictor
 from trialwatch.models.features import FEATURE_NAMES, N_FEATURES
-from trialwatch.models.reasons import reason_text
+from trialwatch.models.reasons import reason_text, two_sided
 from trialwatch.models.recalibration import Calibration, served_version
 from trialwatch.models.retention import RetentionModel
 from trialwatch.models.state import PatientState
@@ -168,6 +168,11 @@ class Scorer:
             }
             for i in order
         ]
+
+    def explain_both(self, x: np.ndarray, k: int = 3) -> dict[str, list[dict]]:
+        """Top-k drivers that raise AND that lower the risk (``reasons.two_sided``)."""
+        contrib = self.churn.predict(_check(x.reshape(1, -1)), pred_contrib=True, num_threads=1)[0]
+        return two_sided(contrib, x.reshape(-1), k)
 
     def recommended_action(self, tier: str) -> str:
         return self.tiers.action(tier)

@@ -132,9 +132,7 @@ def decide(
             "and TRIALWATCH_WEB_PASSWORD)",
         )
     if not credentials_match(authorization, creds):
-        return Decision(
-            401, "authentication required: a bearer token or basic-auth credentials"
-        )
+        return Decision(401, "authentication required: a bearer token or basic-auth credentials")
     return Decision(200)
 
 
@@ -158,8 +156,6 @@ def middleware(creds_of: Callable[[], Credentials]):
         if decision.allowed:
             return await handler(request)
         headers = {"WWW-Authenticate": CHALLENGE} if decision.status == 401 else None
-        return web.Response(
-            status=decision.status, text=decision.message + "\n", headers=headers
-        )
+        return web.Response(status=decision.status, text=decision.message + "\n", headers=headers)
 
     return access

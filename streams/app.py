@@ -12,7 +12,7 @@ import sys
 
 import faust
 
-from trialwatch.streams import runtime, security
+from trialwatch.streams import runtime, security, webapp
 from trialwatch.streams.lognoise import install_coordinator_noise_filter
 from trialwatch.streams.runtime import settings
 from trialwatch.streams.transport import Transport
@@ -29,6 +29,8 @@ app = faust.App(
     web_bind=settings.web_host,
     web_host=settings.web_host,
     web_port=settings.web_port,
+    # the access middleware (loopback, or credentials) and the request-size bound
+    web_application_options=webapp.application_options(settings),
     consumer_auto_offset_reset="earliest",
     broker_commit_interval=1.0,
     # A worker killed without a goodbye is noticed after 10 s, not Faust's default
@@ -38,6 +40,7 @@ app = faust.App(
     autodiscover=[
         "trialwatch.streams.agents",
         "trialwatch.streams.views",
+        "trialwatch.streams.dashboard",
         "trialwatch.streams.commands",
     ],
     Worker="trialwatch.streams.worker:Worker",

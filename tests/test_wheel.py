@@ -66,6 +66,9 @@ def test_the_wheel_holds_one_import_root_and_the_schemas(wheel: Path) -> None:
     assert "trialwatch/schemas/visit_event.v2.avsc" in schemas
     assert {Path(n).parent.as_posix() for n in schemas} == {"trialwatch/schemas"}
     assert not [n for n in names if n.startswith(("trialwatch/bench", "trialwatch/tests"))]
+    # the dashboard's vendored htmx and its license ship with the worker
+    static = {"htmx.min.js", "htmx.LICENSE"}
+    assert {f"trialwatch/streams/static/{name}" for name in static} <= set(names)
     (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["trialwatch"]
 
