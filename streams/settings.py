@@ -31,6 +31,10 @@ ENV_VARS: dict[str, str] = {
     "TRIALWATCH_SCORE_CACHE_TTL_S": "604800",
     "TRIALWATCH_DEDUP_TTL_S": "2592000",
     "TRIALWATCH_AUTO_RECALIBRATE": "1",
+    "TRIALWATCH_ALERT_BUDGET": "0",
+    "TRIALWATCH_WEB_TOKEN": "",
+    "TRIALWATCH_WEB_USER": "",
+    "TRIALWATCH_WEB_PASSWORD": "",
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "KAFKA_SASL_MECHANISM": "",
     "KAFKA_SASL_USERNAME": "",
@@ -41,7 +45,13 @@ ENV_VARS: dict[str, str] = {
     "KAFKA_SSL_KEY_PASSWORD": "",
     "REDIS_TLS_CAFILE": "",
 }
-SECRET_FIELDS = {"kafka_sasl_password", "kafka_ssl_key_password", "redis_url"}
+SECRET_FIELDS = {
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "redis_url",
+    "web_token",
+    "web_password",
+}
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -64,6 +74,10 @@ class Settings:
     score_cache_ttl_s: int
     dedup_ttl_s: int
     auto_recalibrate: bool
+    alert_budget: int  # HIGH pages per site per event-time week; 0: no budget
+    web_token: str
+    web_user: str
+    web_password: str
     kafka_security_protocol: str
     kafka_sasl_mechanism: str
     kafka_sasl_username: str
@@ -116,6 +130,35 @@ class Settings:
         return f"{self.topic_prefix}model-control"
 
     @property
+    def site_deltas_topic(self) -> str:
+        """Internal: the site-relevant effect of each event, keyed trial|site."""
+        return f"{self.topic_prefix}site-deltas"
+
+    @property
+    def site_kris_topic(self) -> str:
+        """Internal: each site's KRI numbers (absolute), keyed by trial."""
+        return f"{self.topic_prefix}site-kris"
+
+    @property
+    def site_alerts_topic(self) -> str:
+        """A site that turned red, or went back to green (models.kri)."""
+        return f"{self.topic_prefix}site-alerts"
+
+    @property
+    def risk_pages_topic(self) -> str:
+        """The alerts that page a coordinator: all CRITICAL, HIGH within the budget."""
+        return f"{self.topic_prefix}risk-pages"
+
+    @property
+    def alert_actions_topic(self) -> str:
+        """Coordinators' acknowledgements and assignments: the audit trail."""
+        return f"{self.topic_prefix}alert-actions"
+
+    @property
+    def web_credentials_configured(self) -> bool:
+        return bool(self.web_token or (self.web_user and self.web_password))
+
+    @property
     def kafka_uses_tls(self) -> bool:
         return self.kafka_security_protocol in ("SSL", "SASL_SSL")
 
@@ -126,7 +169,12 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret value configured (what a log or a message must never show)."""
-        found = [self.kafka_sasl_password, self.kafka_ssl_key_password]
+        found = [
+            self.kafka_sasl_password,
+            self.kafka_ssl_key_password,
+            self.web_token,
+            self.web_password,
+        ]
         found += _url_secrets(self.redis_url)
         return tuple(v for v in found if v)
 
@@ -197,6 +245,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
             auto_recalibrate=_flag(
                 "TRIALWATCH_AUTO_RECALIBRATE", get("TRIALWATCH_AUTO_RECALIBRATE")
             ),
+            alert_budget=int(get("TRIALWATCH_ALERT_BUDGET")),
+            web_token=env.get("TRIALWATCH_WEB_TOKEN", ""),
+            web_user=env.get("TRIALWATCH_WEB_USER", ""),
+            web_password=env.get("TRIALWATCH_WEB_PASSWORD", ""),
             kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL").upper(),
             kafka_sasl_mechanism=env.get("KAFKA_SASL_MECHANISM", ""),
             kafka_sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
@@ -246,6 +298,10 @@ def security_problem(s: Settings) -> str | None:
             return f"{var}={path} is not a readable file"
     if s.redis_tls_cafile and not s.redis_url.startswith("rediss://"):
         return "REDIS_TLS_CAFILE is set but REDIS_URL is not a rediss:// (TLS) URL"
+    if bool(s.web_user) != bool(s.web_password):
+        return "TRIALWATCH_WEB_USER and TRIALWATCH_WEB_PASSWORD go together: set both or neither"
+    if s.alert_budget < 0:
+        return f"TRIALWATCH_ALERT_BUDGET={s.alert_budget} must be 0 (no budget) or more"
     return None
 
 
