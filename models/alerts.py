@@ -59,3 +59,13 @@ def decide_after(
 def alert_id(event_id: str, tier: str) -> str:
     """Deterministic id of the alert an event raised at a tier."""
     return str(uuid.uuid5(ALERT_NAMESPACE, f"{event_id}|{tier}"))
+
+
+def budget_week(event_time: int) -> int:
+    """The event-time week an alert counts against in a site's page budget."""
+    return event_time // (7 * MS_PER_DAY)
+
+
+def pages_without_budget(tier: str, per_site_week: int) -> bool:
+    """CRITICAL always pages; with no budget (0) every alert pages."""
+    return tier == "CRITICAL" or per_site_week <= 0

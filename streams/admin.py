@@ -32,6 +32,11 @@ def topic_names(s: Settings) -> list[str]:
         s.model_metrics_topic,
         s.shadow_scores_topic,
         s.model_control_topic,
+        s.site_deltas_topic,
+        s.site_kris_topic,
+        s.site_alerts_topic,
+        s.risk_pages_topic,
+        s.alert_actions_topic,
     ]
 
 

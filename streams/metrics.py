@@ -22,6 +22,20 @@ DEAD_LETTERED = Counter(
     "trialwatch_dead_lettered", "Events sent to the DLQ, by reason", ["reason"], registry=REGISTRY
 )
 ALERTS = Counter("trialwatch_alerts", "Alerts emitted, by tier", ["tier"], registry=REGISTRY)
+PAGES = Counter(
+    "trialwatch_pages", "Alerts that paged a coordinator, by tier", ["tier"], registry=REGISTRY
+)
+PAGES_OVER_BUDGET = Counter(
+    "trialwatch_pages_over_budget",
+    "HIGH alerts kept in the work-queue but not paged: the site's weekly budget was spent",
+    registry=REGISTRY,
+)
+SITE_ALERTS = Counter(
+    "trialwatch_site_alerts",
+    "Site KRI status changes emitted, by status",
+    ["status"],
+    registry=REGISTRY,
+)
 ALERTS_SUPPRESSED = Counter(
     "trialwatch_alerts_suppressed",
     "Alerts not re-sent because their alert_id was already emitted",

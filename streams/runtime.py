@@ -11,6 +11,7 @@ from trialwatch.streams import metrics
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.cache import RiskCache
 from trialwatch.streams.control import ModelControl
+from trialwatch.streams.dashstore import DashStore
 from trialwatch.streams.ledger import AlertLedger
 from trialwatch.streams.model import ModelHolder
 from trialwatch.streams.security import aiokafka_kwargs, redis_kwargs, redis_refusal_line
@@ -29,6 +30,17 @@ def cache() -> RiskCache:
         redis_kwargs=redis_kwargs(settings),
         describe=lambda exc: redis_refusal_line(exc, settings),
     )
+
+
+@_once
+def dashstore() -> DashStore:
+    """The dashboard's projection: its own Redis connection (the cache's has a fallback
+    mode; a dashboard without Redis shows that, it never shows stale local data)."""
+    import redis.asyncio as aioredis
+
+    kwargs = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, **redis_kwargs(settings)}
+    client = aioredis.from_url(settings.redis_url, **kwargs)
+    return DashStore(client, prefix=settings.app_id, ttl_s=settings.dedup_ttl_s)
 
 
 @_once

@@ -31,6 +31,10 @@ ENV_VARS: dict[str, str] = {
     "TRIALWATCH_SCORE_CACHE_TTL_S": "604800",
     "TRIALWATCH_DEDUP_TTL_S": "2592000",
     "TRIALWATCH_AUTO_RECALIBRATE": "1",
+    "TRIALWATCH_ALERT_BUDGET": "0",
+    "TRIALWATCH_WEB_TOKEN": "",
+    "TRIALWATCH_WEB_USER": "",
+    "TRIALWATCH_WEB_PASSWORD": "",
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "KAFKA_SASL_MECHANISM": "",
     "KAFKA_SASL_USERNAME": "",
@@ -40,10 +44,6 @@ ENV_VARS: dict[str, str] = {
     "KAFKA_SSL_KEYFILE": "",
     "KAFKA_SSL_KEY_PASSWORD": "",
     "REDIS_TLS_CAFILE": "",
-    # The web server beyond loopback (streams.access): a bearer token and/or basic auth
-    "TRIALWATCH_WEB_TOKEN": "",
-    "TRIALWATCH_WEB_USER": "",
-    "TRIALWATCH_WEB_PASSWORD": "",
 }
 SECRET_FIELDS = {
     "kafka_sasl_password",
@@ -74,6 +74,10 @@ class Settings:
     score_cache_ttl_s: int
     dedup_ttl_s: int
     auto_recalibrate: bool
+    alert_budget: int  # HIGH pages per site per event-time week; 0: no budget
+    web_token: str
+    web_user: str
+    web_password: str
     kafka_security_protocol: str
     kafka_sasl_mechanism: str
     kafka_sasl_username: str
@@ -83,9 +87,6 @@ class Settings:
     kafka_ssl_keyfile: str
     kafka_ssl_key_password: str
     redis_tls_cafile: str
-    web_token: str = ""
-    web_user: str = ""
-    web_password: str = ""
 
     @property
     def alert_policy(self) -> AlertPolicy:
@@ -129,6 +130,35 @@ class Settings:
         return f"{self.topic_prefix}model-control"
 
     @property
+    def site_deltas_topic(self) -> str:
+        """Internal: the site-relevant effect of each event, keyed trial|site."""
+        return f"{self.topic_prefix}site-deltas"
+
+    @property
+    def site_kris_topic(self) -> str:
+        """Internal: each site's KRI numbers (absolute), keyed by trial."""
+        return f"{self.topic_prefix}site-kris"
+
+    @property
+    def site_alerts_topic(self) -> str:
+        """A site that turned red, or went back to green (models.kri)."""
+        return f"{self.topic_prefix}site-alerts"
+
+    @property
+    def risk_pages_topic(self) -> str:
+        """The alerts that page a coordinator: all CRITICAL, HIGH within the budget."""
+        return f"{self.topic_prefix}risk-pages"
+
+    @property
+    def alert_actions_topic(self) -> str:
+        """Coordinators' acknowledgements and assignments: the audit trail."""
+        return f"{self.topic_prefix}alert-actions"
+
+    @property
+    def web_credentials_configured(self) -> bool:
+        return bool(self.web_token or (self.web_user and self.web_password))
+
+    @property
     def kafka_uses_tls(self) -> bool:
         return self.kafka_security_protocol in ("SSL", "SASL_SSL")
 
@@ -139,8 +169,12 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret value configured (what a log or a message must never show)."""
-        found = [self.kafka_sasl_password, self.kafka_ssl_key_password]
-        found += [self.web_token, self.web_password]
+        found = [
+            self.kafka_sasl_password,
+            self.kafka_ssl_key_password,
+            self.web_token,
+            self.web_password,
+        ]
         found += _url_secrets(self.redis_url)
         return tuple(v for v in found if v)
 
@@ -211,6 +245,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
             auto_recalibrate=_flag(
                 "TRIALWATCH_AUTO_RECALIBRATE", get("TRIALWATCH_AUTO_RECALIBRATE")
             ),
+            alert_budget=int(get("TRIALWATCH_ALERT_BUDGET")),
+            web_token=env.get("TRIALWATCH_WEB_TOKEN", ""),
+            web_user=env.get("TRIALWATCH_WEB_USER", ""),
+            web_password=env.get("TRIALWATCH_WEB_PASSWORD", ""),
             kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL").upper(),
             kafka_sasl_mechanism=env.get("KAFKA_SASL_MECHANISM", ""),
             kafka_sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
@@ -220,9 +258,6 @@ def load(env: dict[str, str] | None = None) -> Settings:
             kafka_ssl_keyfile=env.get("KAFKA_SSL_KEYFILE", ""),
             kafka_ssl_key_password=env.get("KAFKA_SSL_KEY_PASSWORD", ""),
             redis_tls_cafile=env.get("REDIS_TLS_CAFILE", ""),
-            web_token=env.get("TRIALWATCH_WEB_TOKEN", ""),
-            web_user=env.get("TRIALWATCH_WEB_USER", ""),
-            web_password=env.get("TRIALWATCH_WEB_PASSWORD", ""),
         )
     except ValueError as exc:
         raise SystemExit(f"trialwatch: invalid configuration value: {exc}") from None
@@ -265,6 +300,8 @@ def security_problem(s: Settings) -> str | None:
         return "REDIS_TLS_CAFILE is set but REDIS_URL is not a rediss:// (TLS) URL"
     if bool(s.web_user) != bool(s.web_password):
         return "TRIALWATCH_WEB_USER and TRIALWATCH_WEB_PASSWORD go together: set both or neither"
+    if s.alert_budget < 0:
+        return f"TRIALWATCH_ALERT_BUDGET={s.alert_budget} must be 0 (no budget) or more"
     return None
 
 

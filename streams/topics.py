@@ -51,3 +51,35 @@ shadow_scores_topic = app.topic(
     value_serializer="risk_score",
     partitions=settings.partitions,
 )
+# Site risk indicators (streams.sites): re-keyed by site, then by trial.
+site_deltas_topic = app.topic(
+    settings.site_deltas_topic,
+    key_serializer="raw",
+    value_serializer="site_delta",
+    partitions=settings.partitions,
+)
+site_kris_topic = app.topic(
+    settings.site_kris_topic,
+    key_serializer="raw",
+    value_serializer="site_summary",
+    partitions=settings.partitions,
+)
+site_alerts_topic = app.topic(
+    settings.site_alerts_topic,
+    key_serializer="raw",
+    value_serializer="site_alert",
+    partitions=settings.partitions,
+)
+# The coordinator's side (streams.worklist): pages within the budget, and actions.
+risk_pages_topic = app.topic(
+    settings.risk_pages_topic,
+    key_serializer="raw",
+    value_serializer="risk_alert",
+    partitions=settings.partitions,
+)
+alert_actions_topic = app.topic(
+    settings.alert_actions_topic,
+    key_serializer="raw",
+    value_serializer="alert_action",
+    partitions=settings.partitions,
+)

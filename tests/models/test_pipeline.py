@@ -155,3 +155,14 @@ def test_a_trial_map_changes_the_probability_tier_and_value_not_the_ranking(scor
     other = Calibration("another-model", state.trial_id, "x.r1", 0.0, 1.0, scorer.tiers)
     with pytest.raises(ArtifactError, match="another-model"):
         scorer.with_calibrations({state.trial_id: other})
+
+
+def test_the_page_budget_counts_event_time_weeks_and_spares_critical():
+    from trialwatch.models.alerts import budget_week, pages_without_budget
+    from trialwatch.schemas.contract import MS_PER_DAY
+
+    week = 7 * MS_PER_DAY
+    assert budget_week(3 * week) == 3 and budget_week(4 * week - 1) == 3
+    assert pages_without_budget("CRITICAL", 5)
+    assert not pages_without_budget("HIGH", 5)
+    assert pages_without_budget("HIGH", 0)
