@@ -37,6 +37,7 @@ from trialwatch.producers.backfill import backfill_events
 from trialwatch.producers.files import JSON_SUFFIXES, read_events
 from trialwatch.streams import dashpages as pages
 from trialwatch.streams import runtime, webapp
+from trialwatch.streams.actions import ActionError
 from trialwatch.streams.app import app
 from trialwatch.streams.tables import patient_to_state
 
@@ -49,19 +50,10 @@ UPLOAD_SUFFIXES = (*JSON_SUFFIXES, ".avro")
 
 webapp.serve_static(app)
 
-_STORE: list[Any] = []
-
 
 def dash_store():
-    """The shared Redis projection (``streams.dashstore``), made once per process."""
-    if not _STORE:
-        from trialwatch.streams import dashstore
-
-        maker = getattr(runtime, "dashstore", None)
-        _STORE.append(
-            maker() if callable(maker) else dashstore.DashStore.from_settings(runtime.settings)
-        )
-    return _STORE[0]
+    """The shared Redis projection (``streams.dashstore``), one per process."""
+    return runtime.dashstore()
 
 
 def now_ms() -> int:
@@ -299,34 +291,38 @@ def actor_of(request: web.Request) -> str:
     return "loopback"
 
 
-async def find_alert(store, trial_id: str, site_id: str, patient_id: str, alert_id: str):
-    """The queue's alert (plus the ids send_action needs), or None: the server's
-    own record, never what the form claims about it."""
-    for row in await store.queue(trial_id, site_id):
-        if row.get("patient_id") != patient_id:
-            continue
-        for alert in row.get("alerts") or []:
-            if alert.get("alert_id") == alert_id:
-                return {**alert, "patient_id": patient_id, "trial_id": trial_id, "site_id": site_id}
-    return None
+async def find_alert(store, patient_id: str, alert_id: str) -> dict | None:
+    """The projection's alert plus the ids ``send_action`` needs, or None: the
+    server's own record (trial and site from the latest score), never the form's."""
+    alert = await store.alert(patient_id, alert_id)
+    score = await store.latest_score(patient_id)
+    if alert is None or score is None:
+        return None
+    return {
+        **alert,
+        "patient_id": patient_id,
+        "trial_id": score["trial_id"],
+        "site_id": score["site_id"],
+    }
 
 
 async def act(self: web.View, request: web.Request, alert_id: str, verb: str) -> web.Response:
     form = await request.post()
-    trial_id, site_id = str(form.get("trial_id", "")), str(form.get("site_id", ""))
     patient_id = str(form.get("patient_id", ""))
-    assignee = str(form.get("assignee", "")).strip() or None
-    if verb == "assign" and (assignee is None or len(assignee) > 80):
-        return self.text("assign needs an assignee (at most 80 characters)\n", status=400)
+    assignee = (str(form.get("assignee", "")).strip() or None) if verb == "assign" else None
+    if verb == "assign" and assignee is None:
+        return self.text("assign needs an assignee\n", status=400)
     store = dash_store()
-    alert = await find_alert(store, trial_id, site_id, patient_id, alert_id)
+    alert = await find_alert(store, patient_id, alert_id)
     if alert is None:
         return self.text("no such alert in this site's queue\n", status=404)
-    from trialwatch.streams.actions import send_action
+    trial_id, site_id = alert["trial_id"], alert["site_id"]
+    from trialwatch.streams.worklist import send_action  # the app discovers it
 
-    await send_action(
-        alert, ACTIONS[verb], actor_of(request), assignee if verb == "assign" else None
-    )
+    try:
+        await send_action(alert, ACTIONS[verb], actor_of(request), assignee)
+    except ActionError as exc:
+        return self.text(f"refused: {exc}\n", status=400)
     if request.headers.get("HX-Request"):
         queue = await store.queue(trial_id, site_id)
         fresh = await store.freshness()

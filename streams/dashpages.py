@@ -292,7 +292,7 @@ def alert_controls(alert: dict, row: dict, trial_id: str, site_id: str) -> str:
         f'<form class="inline assign" method="post" '
         f'action="/dashboard/alerts/{u(alert_id)}/assign" '
         f'hx-post="/dashboard/alerts/{u(alert_id)}/assign" {target}>{hidden}'
-        f'<input name="assignee" placeholder="assignee" size="9" required maxlength="80">'
+        f'<input name="assignee" placeholder="assignee" size="9" required maxlength="64">'
         f'<button type="submit" class="assign-button" data-alert="{e(alert_id)}">Assign'
         f"</button></form>"
     )

@@ -1,0 +1,302 @@
+"""The dashboard in a real browser (Debian's chromium, headless, driven by selenium)
+against a real worker, broker and Redis.
+
+What it shows: the portfolio fills; a new alert appears on the site page without a
+reload; the drill-down to a participant shows their reasons; acknowledging an
+alert puts an event on alert-actions and changes the queue; the CSV export equals
+the queue; an event file is scored through the upload form with its bad rows
+numbered. Every wait is an explicit wait on a condition (WebDriverWait), never a
+sleep. One screenshot per page is kept under the test's tmp_path; with
+TRIALWATCH_DOCS_SCREENSHOT=docs/dashboard.png the site page's is copied there.
+
+A request from beyond loopback is refused: tests/streams/test_access.py checks
+that in-process with faked peers (no real remote address is used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import shutil
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.integration.worker import (
+    Namespace,
+    Worker,
+    publish_events,
+    read_topic,
+    wait_settled,
+)
+from tests.worlds import split_months
+from trialwatch.models.alerts import AlertPolicy
+from trialwatch.models.scorer import Scorer
+from trialwatch.producers.backfill import backfill_events
+from trialwatch.producers.simulator import SimulationConfig, simulate
+from trialwatch.schemas import codec as avro
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WORLD = SimulationConfig(seed=7, n_participants=240, n_trials=1, sites_per_trial=3)
+WAIT_S = 120.0
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+FLAKY_DOM = (NoSuchElementException, StaleElementReferenceException)
+
+
+@pytest.fixture(scope="module")
+def world() -> dict:
+    events = simulate(WORLD).events
+    before, after, cut = split_months(events, 0.6)
+    return {"events": events, "before": before, "after": after, "cut": cut}
+
+
+@pytest.fixture(scope="module")
+def offline_alerts(world, quick_model_dir) -> list[dict]:
+    """The alerts the worker will raise (the backfill equals the stream)."""
+    scorer = Scorer.load(quick_model_dir)
+    policy = AlertPolicy(cooldown_days=30)
+    records = ((i, e, None) for i, e in enumerate(world["events"]))
+    return [r.alert for r in backfill_events(records, scorer, policy) if r.alert]
+
+
+@pytest.fixture(scope="module")
+def deployment(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory, world):
+    ns = Namespace(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory.mktemp("dash"))
+    worker = Worker(ns).start()
+    asyncio.run(publish_events(kafka_bootstrap, ns.settings.visit_events_topic, world["before"]))
+    wait_settled(ns, timeout=300)
+    try:
+        yield ns, worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("chromium/chromedriver missing: `make tools` installs them", pytrace=False)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--disable-gpu"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def base_url(worker: Worker) -> str:
+    return f"http://127.0.0.1:{worker.port}"
+
+
+def wait(driver, condition, what: str, timeout: float = WAIT_S):
+    return WebDriverWait(driver, timeout, poll_frequency=0.25, ignored_exceptions=FLAKY_DOM).until(
+        condition, message=f"waited {timeout:.0f}s for: {what}"
+    )
+
+
+def shot(driver, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 5_000
+    return path
+
+
+def busiest_site(offline_alerts, cut) -> tuple[str, str]:
+    later = Counter((a["trial_id"], a["site_id"]) for a in offline_alerts if a["event_time"] >= cut)
+    return later.most_common(1)[0][0]
+
+
+def test_the_portfolio_fills(deployment, browser, tmp_path):
+    _ns, worker = deployment
+    browser.get(base_url(worker) + "/dashboard")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.site"), "a site row")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "td.kri[data-flag]"), "KRI flags")
+    sites = {
+        r.get_attribute("data-site") for r in browser.find_elements(By.CSS_SELECTOR, "tr.site")
+    }
+    assert len(sites) == WORLD.sites_per_trial
+    fresh = browser.find_element(By.CSS_SELECTOR, "[data-freshness] .event-time").text
+    assert fresh[:2] == "20"  # an event time is shown
+    assert browser.find_element(By.CSS_SELECTOR, "[data-freshness] .wall-time").text[:2] == "20"
+    assert browser.find_elements(By.CSS_SELECTOR, 'a[href^="/dashboard/sites/"]')
+    shot(browser, tmp_path, "portfolio")
+
+
+def alert_ids(driver) -> set[str]:
+    return {
+        li.get_attribute("data-alert") for li in driver.find_elements(By.CSS_SELECTOR, "li.alert")
+    }
+
+
+def test_a_new_alert_appears_on_the_site_page_without_a_reload(
+    deployment, browser, world, offline_alerts, tmp_path
+):
+    ns, worker = deployment
+    trial_id, site_id = busiest_site(offline_alerts, world["cut"])
+    later = {
+        a["alert_id"]
+        for a in offline_alerts
+        if a["event_time"] >= world["cut"] and a["site_id"] == site_id
+    }
+    browser.get(f"{base_url(worker)}/dashboard/sites/{trial_id}/{site_id}")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.queue-row"), "the work-queue")
+    assert not alert_ids(browser) & later
+    browser.execute_script("window.__sameDocument = 'yes'")
+    asyncio.run(publish_events(ns.bootstrap, ns.settings.visit_events_topic, world["after"]))
+    wait(browser, lambda d: alert_ids(d) & later, "an alert of the new events on the page")
+    assert browser.execute_script("return window.__sameDocument") == "yes"  # no reload
+    wait_settled(ns, timeout=300)
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "svg.kri-chart polyline"), "KRIs")
+    path = shot(browser, tmp_path, "site")
+    docs = os.environ.get("TRIALWATCH_DOCS_SCREENSHOT")
+    if docs:
+        shutil.copy(path, docs)
+
+
+def test_the_drill_down_to_a_participant_shows_their_reasons(
+    deployment, browser, offline_alerts, world, tmp_path
+):
+    _ns, worker = deployment
+    trial_id, site_id = busiest_site(offline_alerts, world["cut"])
+    browser.get(f"{base_url(worker)}/dashboard/sites/{trial_id}/{site_id}")
+    link = wait(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, "tr.queue-row td[data-col=patient_id] a"),
+        "a participant link",
+    )
+    patient_id = link.text
+    link.click()
+    wait(browser, lambda d: f"Participant {patient_id}" in d.find_element(By.TAG_NAME, "h1").text,
+         "the participant page")  # fmt: skip
+    reasons = wait(
+        browser,
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, "#reasons ul.raising li, #reasons ul.lowering li"
+        ),
+        "reasons",
+    )
+    assert reasons and all(r.text for r in reasons)
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.trajectory polyline")
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.retention polyline")
+    assert browser.find_elements(By.CSS_SELECTOR, "table.timeline tr")
+    page = browser.page_source
+    assert " km from" not in page and "aged " not in page  # no enrolment attribute
+    shot(browser, tmp_path, "participant")
+
+
+def test_acknowledging_an_alert_records_it_and_changes_the_queue(
+    deployment, browser, offline_alerts, world, tmp_path
+):
+    ns, worker = deployment
+    trial_id, site_id = busiest_site(offline_alerts, world["cut"])
+    browser.get(f"{base_url(worker)}/dashboard/sites/{trial_id}/{site_id}")
+
+    def an_unacknowledged_alert(d):
+        for li in d.find_elements(By.CSS_SELECTOR, "li.alert"):
+            if "ACKNOWLEDGED" not in li.text:
+                return li.get_attribute("data-alert")
+        return None
+
+    alert_id = wait(browser, an_unacknowledged_alert, "an alert not acknowledged yet")
+    button = f'li.alert[data-alert="{alert_id}"] button.ack-button'
+
+    def click(d):
+        d.find_element(By.CSS_SELECTOR, button).click()
+        return True
+
+    wait(browser, click, "the Acknowledge button")
+    wait(
+        browser,
+        lambda d: (
+            "ACKNOWLEDGED by loopback"
+            in d.find_element(By.CSS_SELECTOR, f'li.alert[data-alert="{alert_id}"]').text
+        ),
+        "the acknowledgement in the queue",
+    )
+    records = asyncio.run(read_topic(ns.bootstrap, ns.settings.alert_actions_topic))
+    actions = [avro.decode(r.value, "AlertAction") for r in records]
+    mine = [a for a in actions if a["alert_id"] == alert_id]
+    assert len(mine) == 1
+    assert mine[0]["action"] == "ACKNOWLEDGED" and mine[0]["actor"] == "loopback"
+    assert mine[0]["trial_id"] == trial_id and mine[0]["site_id"] == site_id
+
+
+TABLE_COLUMNS = (
+    "rank", "patient_id", "probability", "value_at_risk", "clv", "last_event",
+    "last_event_time", "recommended_action", "alerts", "paged",
+)  # fmt: skip
+
+
+def test_the_csv_export_equals_the_queue(deployment, browser, offline_alerts, world):
+    _ns, worker = deployment
+    trial_id, site_id = busiest_site(offline_alerts, world["cut"])
+    page = f"{base_url(worker)}/dashboard/sites/{trial_id}/{site_id}"
+    browser.get(page)
+    href = browser.find_element(By.ID, "csv").get_attribute("href")
+    assert href == f"{page}/queue.csv"
+
+    def table(d) -> list[dict]:
+        rows = []
+        for tr in d.find_elements(By.CSS_SELECTOR, "tr.queue-row"):
+            cells = {
+                td.get_attribute("data-col"): td.text
+                for td in tr.find_elements(By.CSS_SELECTOR, "td[data-col]")
+            }
+            rows.append({c: cells[c] for c in TABLE_COLUMNS} | {"tier": cells["tier"]})
+        return rows
+
+    def exported() -> list[dict]:
+        with urllib.request.urlopen(href, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/csv")
+            text = response.read().decode("utf-8")
+        return list(csv.DictReader(io.StringIO(text)))
+
+    def equal(d):
+        shown, rows = table(d), exported()
+        if not shown:
+            return False
+        return shown == [{c: r[c] for c in (*TABLE_COLUMNS, "tier")} for r in rows]
+
+    wait(browser, equal, "the CSV rows equal the queue's rows", timeout=60)
+
+
+def test_the_model_page_and_an_uploaded_file(deployment, browser, world, tmp_path):
+    _ns, worker = deployment
+    browser.get(base_url(worker) + "/dashboard/model")
+    wait(browser, lambda d: d.find_element(By.ID, "model-version").text, "the model card")
+    assert browser.find_elements(By.CSS_SELECTOR, "#card table")
+    shot(browser, tmp_path, "model")
+
+    upload = tmp_path / "week.jsonl"
+    lines = [json.dumps(e) for e in world["events"][:300]]
+    lines.insert(2, "{this is not json")  # line 3
+    upload.write_text("\n".join(lines) + "\n")
+    browser.get(base_url(worker) + "/dashboard/upload")
+    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(upload))
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    summary = wait(browser, lambda d: d.find_element(By.ID, "upload-summary"), "the scores")
+    assert summary.text.startswith("301 records")
+    numbers = [
+        td.text for td in browser.find_elements(By.CSS_SELECTOR, "#bad-rows td[data-col=number]")
+    ]
+    assert numbers == ["3"]
+    assert browser.find_elements(By.CSS_SELECTOR, "#scores tr")
+    shot(browser, tmp_path, "upload")
