@@ -142,15 +142,22 @@ def both_reasons(state: PatientState) -> dict | None:
 @app.table_route(table=patient_to_state, match_info="patient_id")
 async def participant(self: web.View, request: web.Request, patient_id: str) -> web.Response:
     state = patient_to_state.get(patient_id.encode())
-    latest, trajectory = None, []
+    latest, trajectory, wall_ms = None, [], None
     try:
         latest = await runtime.cache().latest_score(patient_id)
         trajectory = await dash_store().trajectory(patient_id)
+        wall_ms = (await dash_store().freshness()).get("wall_time")
     except Exception as exc:  # the state and reasons still show
         log.warning("dashboard: participant scores unavailable: %s", type(exc).__name__)
     both = both_reasons(state) if state is not None else None
     fragment = pages.patient_fragment(
-        patient_id, None if state is None else state_dict(state), latest, both, trajectory, now_ms()
+        patient_id,
+        None if state is None else state_dict(state),
+        latest,
+        both,
+        trajectory,
+        now_ms(),
+        wall_ms,
     )
     status = 404 if state is None else 200
     if request.query.get("part") == "patient":

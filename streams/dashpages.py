@@ -493,10 +493,12 @@ def patient_fragment(
     both: dict | None,
     trajectory: list[dict],
     now_ms: int,
+    wall_ms: int | None = None,
 ) -> str:
+    """``wall_ms``: when the shared projection was last written (its freshness)."""
     fresh = {
-        "event_time": (latest or {}).get("event_time") or (state or {}).get("last_event_time"),
-        "wall_time": (latest or {}).get("wall_time") or (latest or {}).get("written_at"),
+        "event_time": (state or {}).get("last_event_time") or (latest or {}).get("event_time"),
+        "wall_time": wall_ms,
     }
     parts = [freshness(fresh, now_ms, "participant")]
     if state is None:
