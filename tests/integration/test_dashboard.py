@@ -21,6 +21,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -50,6 +51,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import (  # noqa: E402
     NoSuchElementException,
     StaleElementReferenceException,
+    TimeoutException,
 )
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -75,8 +77,10 @@ def offline_alerts(world, quick_model_dir) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def deployment(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory, world):
-    ns = Namespace(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory.mktemp("dash"))
+def deployment(kafka_bootstrap, redis_url, quick_model_dir, world):
+    # the worker's state lives outside pytest's basetemp (another session prunes it)
+    root = Path(tempfile.mkdtemp(prefix="trialwatch-dashboard-"))
+    ns = Namespace(kafka_bootstrap, redis_url, quick_model_dir, root)
     worker = Worker(ns).start()
     asyncio.run(publish_events(kafka_bootstrap, ns.settings.visit_events_topic, world["before"]))
     wait_settled(ns, timeout=300)
@@ -84,6 +88,7 @@ def deployment(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory, wo
         yield ns, worker
     finally:
         worker.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +112,14 @@ def base_url(worker: Worker) -> str:
 
 
 def wait(driver, condition, what: str, timeout: float = WAIT_S):
-    return WebDriverWait(driver, timeout, poll_frequency=0.25, ignored_exceptions=FLAKY_DOM).until(
-        condition, message=f"waited {timeout:.0f}s for: {what}"
-    )
+    waiter = WebDriverWait(driver, timeout, poll_frequency=0.25, ignored_exceptions=FLAKY_DOM)
+    try:
+        return waiter.until(condition)
+    except TimeoutException:
+        body = driver.find_element(By.TAG_NAME, "body").text[:1500]
+        raise AssertionError(
+            f"waited {timeout:.0f}s for: {what}; {driver.current_url} shows:\n{body}"
+        ) from None
 
 
 def shot(driver, tmp_path: Path, name: str) -> Path:
