@@ -33,12 +33,13 @@ rate by a normal approximation of the binomial (proportions) or the Poisson
 where p0 = sum(x) / sum(n) and r0 = sum(x) / sum(e) pool every site of the
 trial, and phi is the over-dispersion factor: gsm estimates it as the mean of
 the squared UNADJUSTED z-scores (phi = 1) over the sites, so that a study
-whose sites all vary more than chance does not flag all of them (Spiegelhalter
-DJ, "Funnel plots for comparing institutional performance", Stat Med 2005;
-24:1185-1202, the method gsm follows). Flags use gsm's default thresholds
-(-3, -2, 2, 3), in both directions: |z| >= 2 amber, |z| >= 3 red. A LOW AE
-rate is flagged too, as possible under-reporting. A site whose denominator is
-below the KRI's minimum is "none" (too little data to judge).
+whose sites all vary more than chance does not flag all of them (the
+multiplicative over-dispersion of Spiegelhalter DJ, "Funnel plots for
+comparing institutional performance", Stat Med 2005;24:1185-1202). Flags
+use gsm's default thresholds (-3, -2, 2, 3), in both directions: |z| >= 2
+amber, |z| >= 3 red. A LOW AE rate is flagged too, as possible
+under-reporting. A site whose denominator is below the KRI's minimum is
+"none" (too little data to judge).
 
 Two guards on phi, which gsm does not have (see ``overdispersion``): it is
 never below 1, and it is 1 unless at least ``PHI_MIN_SITES`` sites are

@@ -21,6 +21,7 @@ from trialwatch.streams.topics import (
     risk_alerts_topic,
     risk_scores_topic,
     shadow_scores_topic,
+    site_deltas_topic,
     visit_events_topic,
 )
 
@@ -50,6 +51,9 @@ def build_processor() -> EventProcessor:
         alert_published=runtime.ledger().contains,
         send_outcomes=lambda key, batch: model_outcomes_topic.send(key=key, value=batch),
         send_shadow=lambda key, score: shadow_scores_topic.send(key=key, value=score),
+        send_site_delta=lambda key, delta: site_deltas_topic.send(key=key, value=delta),
+        show_score=runtime.dashstore().put_score,
+        show_end=runtime.dashstore().put_ended,
     )
     return EventProcessor(runtime.model, runtime.cache(), outputs, runtime.settings.alert_policy)
 
@@ -82,15 +86,17 @@ async def score_visit_events(stream):
             runtime.PROCESSED[(message.topic, message.partition)] = message.offset
     finally:
         await runtime.ledger().close()
+        await runtime.dashstore().flush()
 
 
 @app.task
 async def flush_score_cache() -> None:
     """Write buffered latest scores to Redis in pipelines, off the per-event path."""
-    cache = runtime.cache()
+    cache, dashboard = runtime.cache(), runtime.dashstore()
     while not app.should_stop:
         await asyncio.sleep(0.2)
         await cache.flush()
+        await dashboard.flush()
 
 
 @app.timer(interval=5.0)

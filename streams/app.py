@@ -39,6 +39,8 @@ app = faust.App(
     broker_heartbeat_interval=2.0,
     autodiscover=[
         "trialwatch.streams.agents",
+        "trialwatch.streams.sites",
+        "trialwatch.streams.worklist",
         "trialwatch.streams.views",
         "trialwatch.streams.dashboard",
         "trialwatch.streams.commands",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from faust.serializers import codecs
 
+from trialwatch.models import kri
 from trialwatch.models.monitoring import OutcomeWindow
 from trialwatch.models.state import PatientState, from_record, to_record
 from trialwatch.schemas import codec as avro
@@ -21,6 +22,10 @@ NAMES = {
     "model_outcomes": "ModelOutcomes",
     "model_metrics": "ModelMetrics",
     "model_control": "ModelControl",
+    "site_delta": "SiteDelta",
+    "site_summary": "SiteSummary",
+    "site_alert": "SiteAlert",
+    "alert_action": "AlertAction",
 }
 
 
@@ -117,4 +122,47 @@ class OutcomeWindowValue:
 
     @classmethod
     def from_data(cls, data: OutcomeWindow, preferred_type: object = None) -> OutcomeWindow:
+        return data
+
+
+class BookCodec(codecs.Codec):
+    """A site or trial book (``models.kri``) <-> Avro single-object bytes."""
+
+    def __init__(self, record_name: str, to_record, from_record) -> None:
+        super().__init__()
+        self.record_name, self._to, self._from = record_name, to_record, from_record
+
+    def _dumps(self, obj) -> bytes:
+        return avro.encode(self._to(obj), self.record_name)
+
+    def _loads(self, s: bytes):
+        return self._from(avro.decode(s, self.record_name))
+
+
+codecs.register("site_book_object", BookCodec("SiteBook", kri.book_to_record, kri.book_from_record))
+codecs.register(
+    "trial_book_object",
+    BookCodec("TrialBook", kri.trial_to_record, kri.trial_from_record),
+)
+
+
+class SiteBookValue:
+    """The site table's value type (see ``PatientStateValue``)."""
+
+    class _options:
+        serializer = "site_book_object"
+
+    @classmethod
+    def from_data(cls, data, preferred_type: object = None):
+        return data
+
+
+class TrialBookValue:
+    """The trial table's value type (see ``PatientStateValue``)."""
+
+    class _options:
+        serializer = "trial_book_object"
+
+    @classmethod
+    def from_data(cls, data, preferred_type: object = None):
         return data

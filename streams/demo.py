@@ -68,6 +68,9 @@ async def run_demo(s: Settings, *, duration: float, profile: str, speed: float) 
         console.print(
             f"[green]worker healthy[/] ({worker.url}/health); worker log: {escape(str(log_path))}"
         )
+        console.print(
+            f"[bold]dashboard:[/] {worker.url}/dashboard (fills live as the world is published)"
+        )
         world = simulate_world(profile)
         records = ((i + 1, e, None) for i, e in enumerate(world.events))
         publisher = asyncio.create_task(

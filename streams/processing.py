@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trialwatch.models.exceptions import ModelError
+from trialwatch.models.kri import site_delta
 from trialwatch.models.pipeline import step
 from trialwatch.models.state import Outcome, PatientState
 from trialwatch.schemas import codec as avro
@@ -46,6 +47,14 @@ async def _nowhere(key: bytes, record: dict) -> None:
     return None
 
 
+def _unshown(record: dict) -> None:
+    return None
+
+
+def _unshown_end(patient_id: str, trial_id: str, site_id: str) -> None:
+    return None
+
+
 @dataclass
 class Outputs:
     """Where results go; the agent binds these to Faust topics and the table."""
@@ -61,6 +70,11 @@ class Outputs:
     send_outcomes: Callable[[bytes, dict], Awaitable[Any]] = _nowhere
     # the shadow challenger's score of an event (never alerts)
     send_shadow: Callable[[bytes, dict], Awaitable[Any]] = _nowhere
+    # the event's effect on its site's KRIs (models.kri.site_delta), keyed trial|site
+    send_site_delta: Callable[[bytes, dict], Awaitable[Any]] = _nowhere
+    # the dashboard's projection (streams.dashstore): buffered, never awaited
+    show_score: Callable[[dict], None] = _unshown
+    show_end: Callable[[str, str, str], None] = _unshown_end
 
 
 class EventProcessor:
@@ -130,6 +144,7 @@ class EventProcessor:
                     await self.out.send_shadow(patient_key, result.shadow)
                 if result.alert is not None:
                     await self.emit_alert(patient_key, result.alert)
+                await self._send_site_delta(result.state, event)
             return result.label
         if result.matured:
             for outcomes_key, batch in outcome_batches(
@@ -139,6 +154,7 @@ class EventProcessor:
         if result.score is not None:
             await self.out.send_score(patient_key, result.score)
             self.cache.put_score(result.score)
+            self.out.show_score(result.score)
             reference = serving.champion.drift_reference
             if reference is not self.drift.reference:  # a new champion: its own baseline
                 self.drift = DriftMonitor(reference)
@@ -152,8 +168,18 @@ class EventProcessor:
             await self.out.send_shadow(patient_key, result.shadow)
         if result.alert is not None:
             await self.emit_alert(patient_key, result.alert)
+        await self._send_site_delta(result.state, event)
+        if result.state.ended:
+            state = result.state
+            self.out.show_end(state.patient_id, state.trial_id, state.site_id)
         self.out.set_state(patient_key, result.state)
         return result.label
+
+    async def _send_site_delta(self, state: PatientState, event: dict) -> None:
+        """Re-sent with a replayed event too: the site book drops a delta it holds."""
+        delta = site_delta(state, event)
+        if delta is not None:
+            await self.out.send_site_delta(f"{state.trial_id}|{state.site_id}".encode(), delta)
 
     async def emit_alert(self, patient_key: bytes, alert: dict) -> None:
         alert_id = alert["alert_id"]

@@ -387,3 +387,43 @@ async def test_an_unexpected_error_is_dead_lettered_as_internal_error(worker, hi
         ("send_dead_letter", KEY, value, {"reason": "internal_error", "detail": "TypeError",
                                           "origin": "o"}),
     ]  # fmt: skip
+
+
+# --------------------------------------------------------------- site deltas
+def _log_site_deltas(worker: Worker) -> None:
+    async def send_site_delta(key: bytes, delta: dict) -> None:
+        worker.log.append(("send_site_delta", key, delta))
+
+    worker.processor.out.send_site_delta = send_site_delta
+
+
+async def test_a_site_delta_goes_out_before_the_state_write(worker, scorer, history):
+    from trialwatch.models.kri import site_delta
+
+    _log_site_deltas(worker)
+    deltas = 0
+    for event, expected in zip(history, expected_steps(scorer, history), strict=True):
+        worker.log.clear()
+        await worker.feed([event])
+        delta = site_delta(expected.state, event)
+        sent = [e for e in worker.log if e[0] == "send_site_delta"]
+        if delta is None:
+            assert sent == []
+            continue
+        site = f"{expected.state.trial_id}|{expected.state.site_id}".encode()
+        assert sent == [("send_site_delta", site, delta)]
+        assert worker.kinds()[-2:] == ["send_site_delta", "set_state"]
+        deltas += 1
+    assert deltas >= 3  # enrolment and visits at least
+
+
+async def test_a_redelivered_latest_event_resends_its_site_delta(worker, history):
+    _log_site_deltas(worker)
+    await worker.feed(history)
+    [first] = [e for e in worker.log if e[0] == "send_site_delta"][-1:]
+    worker.log.clear()
+    assert await worker.feed(history[-1:]) == ["duplicate"]
+    assert [e for e in worker.log if e[0] == "send_site_delta"] == [first]
+    worker.log.clear()
+    assert await worker.feed(history[:-1]) == ["duplicate"] * (len(history) - 1)
+    assert worker.log == []  # older duplicates: nothing, their sites have them
