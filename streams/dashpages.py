@@ -187,7 +187,7 @@ def portfolio_fragment(trials: list[tuple[str, list[dict]]], fresh: dict | None,
         head = "".join(f"<th>{e(kri_label(n))}</th>" for n in names)
         parts.append(
             f'<h2>Trial {e(trial_id)}</h2><table class="portfolio" data-trial="{e(trial_id)}">'
-            f"<tr><th>Site</th><th>Status</th>{head}<th>HIGH</th><th>CRITICAL</th>"
+            f"<tr><th>Site</th><th>Status</th><th>Active</th>{head}<th>HIGH</th><th>CRITICAL</th>"
             f"<th>Value at risk</th><th>As of (event time)</th></tr>"
         )
         for row in rows:
@@ -199,7 +199,8 @@ def portfolio_fragment(trials: list[tuple[str, list[dict]]], fresh: dict | None,
             parts.append(
                 f'<tr class="site" data-site="{e(site)}">'
                 f'<td><a href="/dashboard/sites/{u(trial_id)}/{u(site)}">{e(site)}</a></td>'
-                f'<td class="status" style="background:{colour}">{e(status)}</td>{kris}'
+                f'<td class="status" style="background:{colour}">{e(status)}</td>'
+                f'<td data-col="active">{e(row.get("active", "—"))}</td>{kris}'
                 f'<td data-col="high">{at_risk(row, "HIGH")}</td>'
                 f'<td data-col="critical">{at_risk(row, "CRITICAL")}</td>'
                 f'<td data-col="value_at_risk">{e(fmt_money(row.get("value_at_risk")))}</td>'
