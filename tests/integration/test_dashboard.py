@@ -35,7 +35,6 @@ from tests.integration.worker import (
     read_topic,
     wait_settled,
 )
-from tests.worlds import split_months
 from trialwatch.models.alerts import AlertPolicy
 from trialwatch.models.scorer import Scorer
 from trialwatch.producers.backfill import backfill_events
@@ -62,9 +61,17 @@ FLAKY_DOM = (NoSuchElementException, StaleElementReferenceException)
 
 @pytest.fixture(scope="module")
 def world() -> dict:
+    """A trial in mid-course: the events up to 35% of its time span before the page
+    opens, those up to 50% after (the rest never: a finished trial has nobody at risk)."""
     events = simulate(WORLD).events
-    before, after, cut = split_months(events, 0.6)
-    return {"events": events, "before": before, "after": after, "cut": cut}
+    first, last = min(e["event_time"] for e in events), max(e["event_time"] for e in events)
+    cut, end = first + int(0.35 * (last - first)), first + int(0.5 * (last - first))
+    return {
+        "events": [e for e in events if e["event_time"] < end],
+        "before": [e for e in events if e["event_time"] < cut],
+        "after": [e for e in events if cut <= e["event_time"] < end],
+        "cut": cut,
+    }
 
 
 @pytest.fixture(scope="module")
