@@ -3,8 +3,8 @@ against a real worker, broker and Redis.
 
 What it shows: the portfolio fills; a new alert appears on the site page without a
 reload; the drill-down to a participant shows their reasons; acknowledging an
-alert puts an event on alert-actions and changes the queue; the CSV export equals
-the queue; an event file is scored through the upload form with its bad rows
+alert (and assigning one) puts an event on alert-actions and changes the queue;
+the CSV export equals the queue; an event file is scored through the upload form with its bad rows
 numbered. Every wait is an explicit wait on a condition (WebDriverWait), never a
 sleep. One screenshot per page is kept under the test's tmp_path; with
 TRIALWATCH_DOCS_SCREENSHOT=docs/dashboard.png the site page's is copied there.
@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -256,6 +257,45 @@ def test_acknowledging_an_alert_records_it_and_changes_the_queue(
     assert mine[0]["trial_id"] == trial_id and mine[0]["site_id"] == site_id
 
 
+def test_assigning_an_alert_names_the_assignee_in_the_queue(
+    deployment, browser, offline_alerts, world
+):
+    ns, worker = deployment
+    trial_id, site_id = busiest_site(offline_alerts, world["cut"])
+    browser.get(f"{base_url(worker)}/dashboard/sites/{trial_id}/{site_id}")
+
+    def an_unassigned_alert(d):
+        for li in d.find_elements(By.CSS_SELECTOR, "li.alert"):
+            if "ASSIGNED" not in li.text:
+                return li.get_attribute("data-alert")
+        return None
+
+    alert_id = wait(browser, an_unassigned_alert, "an alert not assigned yet")
+    form = f'li.alert[data-alert="{alert_id}"] form.assign'
+
+    def assign(d):  # typing pauses the polling (the input has the focus)
+        field = d.find_element(By.CSS_SELECTOR, f"{form} input[name=assignee]")
+        field.clear()
+        field.send_keys("coordinator-7")
+        d.find_element(By.CSS_SELECTOR, f"{form} button.assign-button").click()
+        return True
+
+    wait(browser, assign, "the Assign form")
+    wait(
+        browser,
+        lambda d: (
+            "ASSIGNED to coordinator-7 by loopback"
+            in d.find_element(By.CSS_SELECTOR, f'li.alert[data-alert="{alert_id}"]').text
+        ),
+        "the assignment in the queue",
+    )
+    records = asyncio.run(read_topic(ns.bootstrap, ns.settings.alert_actions_topic))
+    actions = [avro.decode(r.value, "AlertAction") for r in records]
+    assert [(a["action"], a["assignee"]) for a in actions if a["alert_id"] == alert_id] == [
+        ("ASSIGNED", "coordinator-7")
+    ]
+
+
 TABLE_COLUMNS = (
     "rank", "patient_id", "probability", "value_at_risk", "clv", "last_event",
     "last_event_time", "recommended_action", "alerts", "paged",
@@ -317,3 +357,17 @@ def test_the_model_page_and_an_uploaded_file(deployment, browser, world, tmp_pat
     assert numbers == ["3"]
     assert browser.find_elements(By.CSS_SELECTOR, "#scores tr")
     shot(browser, tmp_path, "upload")
+
+
+def test_the_worker_serves_htmx_and_refuses_a_cross_site_post(deployment):
+    _, worker = deployment
+    with urllib.request.urlopen(base_url(worker) + "/dashboard/static/htmx.min.js") as response:
+        assert len(response.read()) > 40_000
+    request = urllib.request.Request(
+        base_url(worker) + "/dashboard/alerts/any/ack",
+        data=b"patient_id=P0000001",
+        headers={"Origin": "http://elsewhere.invalid"},  # a reserved name: never resolved
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
