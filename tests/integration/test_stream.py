@@ -6,9 +6,11 @@ import asyncio
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
+import redis.asyncio as aioredis
 
 from tests.integration.worker import (
     Namespace,
@@ -20,11 +22,15 @@ from tests.integration.worker import (
     wait_settled,
 )
 from tests.kafka_util import create_topics
+from trialwatch.models.alerts import budget_week
+from trialwatch.models.kri import kri_rows, site_summary
 from trialwatch.models.scorer import Scorer
 from trialwatch.producers.backfill import backfill_events
 from trialwatch.producers.files import write_avro
 from trialwatch.producers.simulator import PROFILES, simulate
+from trialwatch.producers.sites import offline_kris
 from trialwatch.schemas import codec as avro
+from trialwatch.streams.dashstore import DashStore
 from trialwatch.streams.settings import load as load_settings
 from trialwatch.streams.workerproc import free_port
 
@@ -64,6 +70,9 @@ def bad_messages(events: list[dict]) -> list[tuple[bytes, bytes, str]]:
     ]
 
 
+BUDGET = 2  # HIGH pages per site and event-time week
+
+
 @pytest.fixture(scope="module")
 def deployment(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory, demo_events):
     ns = Namespace(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory.mktemp("ns"))
@@ -75,7 +84,7 @@ def deployment(kafka_bootstrap, redis_url, quick_model_dir, tmp_path_factory, de
             ns.partitions,
         )
     )
-    worker = Worker(ns).start()
+    worker = Worker(ns, TRIALWATCH_ALERT_BUDGET=str(BUDGET)).start()
     bad = bad_messages(demo_events)
     asyncio.run(publish_events(kafka_bootstrap, s.visit_events_topic, demo_events))
     asyncio.run(publish_raw(kafka_bootstrap, s.visit_events_topic, [(k, v) for k, v, _ in bad]))
@@ -194,6 +203,88 @@ def test_metrics_endpoint_exposes_counters(deployment):
         "trialwatch_consumer_lag",
     ):
         assert name in text, name
+
+
+def _settled_sites(ns: Namespace) -> None:
+    for topic in (ns.settings.site_deltas_topic, ns.settings.site_kris_topic):
+        wait_settled(ns, topic=topic)
+
+
+def test_site_kris_from_the_stream_equal_the_offline_computation(deployment, demo_events):
+    """After the whole world AND its replay (the test above): each site's last
+    numbers on site-kris and each trial's KRI rows in the dashboard's projection
+    equal the same folds offline over the file, each event once."""
+    ns, _worker, _counts, _bad = deployment
+    _settled_sites(ns)
+    offline = offline_kris(demo_events)
+    records = asyncio.run(read_topic(ns.bootstrap, ns.settings.site_kris_topic))
+    last = {}
+    for record in records:
+        summary = avro.decode(record.value, "SiteSummary")
+        assert record.key == summary["trial_id"].encode()
+        last[(summary["trial_id"], summary["site_id"])] = summary
+    expected = {
+        (trial_id, site_id): site_summary(book)
+        for trial_id, kris in offline.items()
+        for site_id, book in kris.site_books.items()
+    }
+    assert last == expected and len(expected) >= 4
+
+    async def projected() -> dict[str, list[dict]]:
+        store = DashStore(aioredis.from_url(ns.redis_url), ns.settings.app_id)
+        try:
+            return {trial_id: await store.site_rows(trial_id) for trial_id in offline}
+        finally:
+            await store.close()
+
+    for trial_id, rows in _eventually(
+        projected, lambda got: all(r["kris"] for v in got.values() for r in v)
+    ).items():
+        want = kri_rows(offline[trial_id].book)
+        assert [_kri_view(r) for r in rows] == [_kri_view(r) for r in want]
+
+
+def _kri_view(row: dict) -> tuple:
+    kris = {name: (r["value"], r["flag"]) for name, r in row["kris"].items()}
+    return row["site_id"], row["status"], row["active"], kris
+
+
+def _eventually(fetch, ready, timeout_s: float = 30.0):
+    """The projection is flushed every 0.2 s: poll it until ``ready``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = asyncio.run(fetch())
+        if ready(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def test_critical_alerts_always_page_and_high_ones_within_the_weekly_budget(deployment):
+    ns, _worker, _counts, _bad = deployment
+    s = ns.settings
+    wait_settled(ns, topic=s.risk_alerts_topic)
+    alerts = [
+        avro.decode(r.value, "RiskAlert")
+        for r in asyncio.run(read_topic(ns.bootstrap, s.risk_alerts_topic))
+    ]
+    pages = [
+        avro.decode(r.value, "RiskAlert")
+        for r in asyncio.run(read_topic(ns.bootstrap, s.risk_pages_topic))
+    ]
+    paged = {p["alert_id"] for p in pages}
+    assert len(paged) == len(pages), "an alert paged twice"
+    assert {a["alert_id"] for a in alerts if a["tier"] == "CRITICAL"} <= paged
+    high = Counter()
+    weeks = Counter()
+    for a in alerts:
+        if a["tier"] == "HIGH":
+            week = (a["trial_id"], a["site_id"], budget_week(a["event_time"]))
+            weeks[week] += 1
+            high[week] += a["alert_id"] in paged
+    assert all(n <= BUDGET for n in high.values())
+    # The budget is used where it binds: every week with more HIGH alerts pages BUDGET.
+    assert all(high[w] == BUDGET for w, n in weeks.items() if n >= BUDGET)
+    assert any(n > BUDGET for n in weeks.values()), "the world should exceed the budget"
 
 
 def _redis_server(port: int, workdir) -> subprocess.Popen:
