@@ -291,9 +291,8 @@ def test_assigning_an_alert_names_the_assignee_in_the_queue(
     )
     records = asyncio.run(read_topic(ns.bootstrap, ns.settings.alert_actions_topic))
     actions = [avro.decode(r.value, "AlertAction") for r in records]
-    assert [(a["action"], a["assignee"]) for a in actions if a["alert_id"] == alert_id] == [
-        ("ASSIGNED", "coordinator-7")
-    ]
+    mine = [a for a in actions if a["alert_id"] == alert_id and a["action"] == "ASSIGNED"]
+    assert [(a["assignee"], a["actor"]) for a in mine] == [("coordinator-7", "loopback")]
 
 
 TABLE_COLUMNS = (
@@ -313,8 +312,8 @@ def test_the_csv_export_equals_the_queue(deployment, browser, offline_alerts, wo
     def table(d) -> list[dict]:
         rows = []
         for tr in d.find_elements(By.CSS_SELECTOR, "tr.queue-row"):
-            cells = {
-                td.get_attribute("data-col"): td.text
+            cells = {  # the DOM's text, not the rendered one (a wrapped cell is one line)
+                td.get_attribute("data-col"): td.get_attribute("textContent").strip()
                 for td in tr.find_elements(By.CSS_SELECTOR, "td[data-col]")
             }
             rows.append({c: cells[c] for c in TABLE_COLUMNS} | {"tier": cells["tier"]})
@@ -326,13 +325,22 @@ def test_the_csv_export_equals_the_queue(deployment, browser, offline_alerts, wo
             text = response.read().decode("utf-8")
         return list(csv.DictReader(io.StringIO(text)))
 
+    last: list = []
+
     def equal(d):
         shown, rows = table(d), exported()
-        if not shown:
-            return False
-        return shown == [{c: r[c] for c in (*TABLE_COLUMNS, "tier")} for r in rows]
+        csv_rows = [{c: r[c] for c in (*TABLE_COLUMNS, "tier")} for r in rows]
+        last[:] = [shown, csv_rows]
+        return bool(shown) and shown == csv_rows
 
-    wait(browser, equal, "the CSV rows equal the queue's rows", timeout=60)
+    try:
+        wait(browser, equal, "the CSV rows equal the queue's rows", timeout=60)
+    except AssertionError:
+        shown, csv_rows = last
+        differ = [(a, b) for a, b in zip(shown, csv_rows, strict=False) if a != b][:2]
+        raise AssertionError(
+            f"{len(shown)} rows shown, {len(csv_rows)} exported: {differ}"
+        ) from None
 
 
 def test_the_model_page_and_an_uploaded_file(deployment, browser, world, tmp_path):
