@@ -147,21 +147,35 @@ def test_the_portfolio_fills(deployment, browser, tmp_path):
     browser.get(base_url(worker) + "/dashboard")
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.site"), "a site row")
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "td.kri[data-flag]"), "KRI flags")
-    sites = {
-        r.get_attribute("data-site") for r in browser.find_elements(By.CSS_SELECTOR, "tr.site")
-    }
-    assert len(sites) == WORLD.sites_per_trial
-    fresh = browser.find_element(By.CSS_SELECTOR, "[data-freshness] .event-time").text
-    assert fresh[:2] == "20"  # an event time is shown
-    assert browser.find_element(By.CSS_SELECTOR, "[data-freshness] .wall-time").text[:2] == "20"
+    sites, event_time, wall_time = browser.execute_script(
+        """return [Array.from(document.querySelectorAll('tr.site')).map(r => r.dataset.site),
+                   document.querySelector('[data-freshness] .event-time').textContent,
+                   document.querySelector('[data-freshness] .wall-time').textContent]"""
+    )
+    assert len(set(sites)) == WORLD.sites_per_trial
+    assert event_time.strip()[:2] == "20"  # an event time is shown
+    assert wall_time.strip()[:2] == "20"
     assert browser.find_elements(By.CSS_SELECTOR, 'a[href^="/dashboard/sites/"]')
     shot(browser, tmp_path, "portfolio")
 
 
+# The page swaps its live blocks every 2 s: a read element by element (one WebDriver
+# round trip each) can straddle a swap, however loaded the machine. These read the
+# DOM in one script, so each answer is one consistent snapshot.
+ALERTS_JS = """return Array.from(document.querySelectorAll('li.alert')).map(
+    li => [li.dataset.alert, li.textContent])"""
+QUEUE_JS = """return Array.from(document.querySelectorAll('tr.queue-row')).map(tr =>
+    Object.fromEntries(Array.from(tr.querySelectorAll('td[data-col]')).map(
+        td => [td.dataset.col, td.textContent.trim()])))"""
+
+
+def alerts_shown(driver) -> list[tuple[str, str]]:
+    """(alert id, text) of every alert on the page, from one DOM snapshot."""
+    return [tuple(pair) for pair in driver.execute_script(ALERTS_JS)]
+
+
 def alert_ids(driver) -> set[str]:
-    return {
-        li.get_attribute("data-alert") for li in driver.find_elements(By.CSS_SELECTOR, "li.alert")
-    }
+    return {alert_id for alert_id, _ in alerts_shown(driver)}
 
 
 def test_a_new_alert_appears_on_the_site_page_without_a_reload(
@@ -195,23 +209,27 @@ def test_the_drill_down_to_a_participant_shows_their_reasons(
     _ns, worker = deployment
     trial_id, site_id = busiest_site(offline_alerts, world["cut"])
     browser.get(f"{base_url(worker)}/dashboard/sites/{trial_id}/{site_id}")
-    link = wait(
+    href, patient_id = wait(
         browser,
-        lambda d: d.find_element(By.CSS_SELECTOR, "tr.queue-row td[data-col=patient_id] a"),
+        lambda d: d.execute_script(
+            """const a = document.querySelector('tr.queue-row td[data-col=patient_id] a');
+               return a && [a.getAttribute('href'), a.textContent.trim()]"""
+        ),
         "a participant link",
     )
-    patient_id = link.text
-    link.click()
+    assert href == f"/dashboard/patients/{patient_id}"
+    browser.get(base_url(worker) + href)  # the link's target (a click could hit a swap)
     wait(browser, lambda d: f"Participant {patient_id}" in d.find_element(By.TAG_NAME, "h1").text,
          "the participant page")  # fmt: skip
     reasons = wait(
         browser,
-        lambda d: d.find_elements(
-            By.CSS_SELECTOR, "#reasons ul.raising li, #reasons ul.lowering li"
+        lambda d: d.execute_script(
+            """return Array.from(document.querySelectorAll(
+                   '#reasons ul.raising li, #reasons ul.lowering li')).map(li => li.textContent)"""
         ),
         "reasons",
     )
-    assert reasons and all(r.text for r in reasons)
+    assert reasons and all(text.strip() for text in reasons)
     assert browser.find_elements(By.CSS_SELECTOR, "svg.trajectory polyline")
     assert browser.find_elements(By.CSS_SELECTOR, "svg.retention polyline")
     assert browser.find_elements(By.CSS_SELECTOR, "table.timeline tr")
@@ -228,9 +246,9 @@ def test_acknowledging_an_alert_records_it_and_changes_the_queue(
     browser.get(f"{base_url(worker)}/dashboard/sites/{trial_id}/{site_id}")
 
     def an_unacknowledged_alert(d):
-        for li in d.find_elements(By.CSS_SELECTOR, "li.alert"):
-            if "ACKNOWLEDGED" not in li.text:
-                return li.get_attribute("data-alert")
+        for alert_id, text in alerts_shown(d):
+            if "ACKNOWLEDGED" not in text:
+                return alert_id
         return None
 
     alert_id = wait(browser, an_unacknowledged_alert, "an alert not acknowledged yet")
@@ -265,9 +283,9 @@ def test_assigning_an_alert_names_the_assignee_in_the_queue(
     browser.get(f"{base_url(worker)}/dashboard/sites/{trial_id}/{site_id}")
 
     def an_unassigned_alert(d):
-        for li in d.find_elements(By.CSS_SELECTOR, "li.alert"):
-            if "ASSIGNED" not in li.text:
-                return li.get_attribute("data-alert")
+        for alert_id, text in alerts_shown(d):
+            if "ASSIGNED" not in text:
+                return alert_id
         return None
 
     alert_id = wait(browser, an_unassigned_alert, "an alert not assigned yet")
@@ -310,14 +328,9 @@ def test_the_csv_export_equals_the_queue(deployment, browser, offline_alerts, wo
     assert href == f"{page}/queue.csv"
 
     def table(d) -> list[dict]:
-        rows = []
-        for tr in d.find_elements(By.CSS_SELECTOR, "tr.queue-row"):
-            cells = {  # the DOM's text, not the rendered one (a wrapped cell is one line)
-                td.get_attribute("data-col"): td.get_attribute("textContent").strip()
-                for td in tr.find_elements(By.CSS_SELECTOR, "td[data-col]")
-            }
-            rows.append({c: cells[c] for c in TABLE_COLUMNS} | {"tier": cells["tier"]})
-        return rows
+        # the DOM's text, not the rendered one (a wrapped cell is one line)
+        cells = d.execute_script(QUEUE_JS)
+        return [{c: row[c] for c in TABLE_COLUMNS} | {"tier": row["tier"]} for row in cells]
 
     def exported() -> list[dict]:
         with urllib.request.urlopen(href, timeout=10) as response:
@@ -336,6 +349,8 @@ def test_the_csv_export_equals_the_queue(deployment, browser, offline_alerts, wo
     try:
         wait(browser, equal, "the CSV rows equal the queue's rows", timeout=60)
     except AssertionError:
+        if not last:
+            raise
         shown, csv_rows = last
         differ = [(a, b) for a, b in zip(shown, csv_rows, strict=False) if a != b][:2]
         raise AssertionError(
