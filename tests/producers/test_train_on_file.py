@@ -48,7 +48,7 @@ def test_labels_from_a_file_equal_the_simulators_truth(tmp_path, suffix):
     path = tmp_path / f"world{suffix}"
     (write_avro if suffix == ".avro" else write_jsonl)(WORLD.events, path)
     data = file_training_set(path)
-    rows = collect(data.records(), H, total=data.size)
+    rows = collect(data.records(), H)
     expected = _truth_labels(WORLD, H)
     assert rows.observed.all()  # every participant's end is in the file: nothing censored
     assert np.array_equal(rows.y.astype(bool), expected[rows.event_index])
@@ -66,15 +66,16 @@ def test_labels_from_a_file_equal_the_simulators_truth(tmp_path, suffix):
     assert 0.02 < rows.y.mean() < 0.2
 
 
-def test_streamed_rows_equal_build_rows_in_any_chunking(monkeypatch):
+def test_streamed_rows_equal_build_rows_as_float32(monkeypatch):
     events = WORLD.events[:20_000]
     whole = build_rows(events)
     monkeypatch.setattr(dataset, "CHUNK_ROWS", 997)
-    for total in (None, len(events), 5_000):  # unknown, exact, and too small a guess
-        rows = collect(_records(events), H, total=total)
-        assert rows.X.dtype == np.float32
-        assert rows.X.tobytes() == whole.X.astype(np.float32).tobytes()
-        assert np.array_equal(rows.event_index, whole.event_index)
+    seen: list[int] = []
+    rows = collect(_records(events), H, progress=seen.append)
+    assert rows.X.dtype == np.float32 and rows.X.flags.c_contiguous
+    assert rows.X.tobytes() == whole.X.astype(np.float32).tobytes()
+    assert np.array_equal(rows.event_index, whole.event_index)
+    assert len(seen) == len(rows.X) // 997 and seen == sorted(seen)
 
 
 def test_rows_near_the_end_of_an_export_are_censored_not_negative():
