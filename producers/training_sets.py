@@ -142,7 +142,7 @@ def family_training_set(profile: str, configs: list[SimulationConfig]) -> Traini
     )
 
 
-class _Worlds(Mapping):
+class Worlds(Mapping):
     """Named worlds simulated when asked for, so that only the one being scored
     is in memory (three held at once cost ~200 MB beside a large training file)."""
 
@@ -168,7 +168,7 @@ def shifted_evaluations(profile: str) -> Mapping[str, TrainingSet]:
         name: replace(base, seed=base.seed + 90_001 + k, n_participants=n, **shift)
         for k, (name, shift) in enumerate(SHIFTED_WORLDS.items())
     }
-    return _Worlds(configs, profile)
+    return Worlds(configs, profile)
 
 
 def profile_training_set(
