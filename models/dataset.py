@@ -95,13 +95,15 @@ class _Rejects:
 def collect(
     records: Iterable[Record],
     horizon_days: int,
-    total: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RowTable:
-    """One pass over ``records`` into a ``RowTable`` (``total`` preallocates rows).
+    """One pass over ``records`` into a ``RowTable``.
 
     ``progress(records_read)`` is called every ``CHUNK_ROWS`` rows. Rows equal
-    ``features.build_rows`` on the same events, cast to float32.
+    ``features.build_rows`` on the same events, cast to float32. They go
+    straight into one growing float32 buffer (``array('f')``: 4 bytes a value,
+    no Python object kept per row; a large buffer grows in place), which
+    becomes ``X`` without a copy.
     """
     states: dict[str, PatientState] = {}
     code: dict[str, int] = {}
@@ -113,8 +115,7 @@ def collect(
     missed: list[int] = []
     rejects = _Rejects()
     counts: Counter[str] = Counter()
-    buffer = _Rows(total)
-    pending: list[list[float]] = []
+    values = array("f")  # the feature rows, row-major
     # Per-row columns as typed arrays (8 or 4 bytes a row; a list of ints costs ~36).
     index = array("q")
     patient = array("i")
@@ -162,17 +163,13 @@ def collect(
             completed[c] += 1
         elif kind == "VISIT_MISSED":
             missed[c] += 1
-        pending.append(feature_list(state, t))
+        values.extend(feature_list(state, t))
         index.append(number - 1)
         patient.append(c)
         times.append(t)
         to_end.append(days_to_planned_end(state, t))
-        if len(pending) >= CHUNK_ROWS:
-            buffer.add(pending)
-            pending = []
-            if progress is not None:
-                progress(n_records)
-    buffer.add(pending)
+        if progress is not None and len(times) % CHUNK_ROWS == 0:
+            progress(n_records)
     event_time = np.frombuffer(times, dtype=np.int64)
     patient_arr = np.frombuffer(patient, dtype=np.int32)
     withdrawn_at = np.array(withdrawn, dtype=np.int64)
@@ -188,7 +185,7 @@ def collect(
         "rejected": rejects.to_json(),
     }
     return RowTable(
-        X=buffer.array(),
+        X=np.frombuffer(values, dtype=np.float32).reshape(-1, N_FEATURES),
         event_index=np.frombuffer(index, dtype=np.int64),
         patient=patient_arr,
         event_time=event_time,
@@ -205,33 +202,3 @@ def collect(
         horizon_days=horizon_days,
         report=report,
     )
-
-
-class _Rows:
-    """float32 rows, preallocated when the record count is known (untouched pages of
-    ``np.empty`` are never resident, so the trim costs nothing), else chunks."""
-
-    def __init__(self, capacity: int | None) -> None:
-        self.n = 0
-        self.buf = np.empty((capacity, N_FEATURES), dtype=np.float32) if capacity else None
-        self.chunks: list[np.ndarray] = []
-
-    def add(self, rows: list[list[float]]) -> None:
-        if not rows:
-            return
-        block = np.array(rows, dtype=np.float32)
-        if self.buf is not None and self.n + len(block) <= len(self.buf):
-            self.buf[self.n : self.n + len(block)] = block
-        else:
-            if self.buf is not None:  # more records than announced: fall back to chunks
-                self.chunks.append(self.buf[: self.n].copy())
-                self.buf = None
-            self.chunks.append(block)
-        self.n += len(block)
-
-    def array(self) -> np.ndarray:
-        if self.buf is not None:
-            return self.buf[: self.n]
-        if not self.chunks:
-            return np.empty((0, N_FEATURES), dtype=np.float32)
-        return np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]

@@ -58,7 +58,10 @@ CHURN_PARAMS = {
     "deterministic": True,
 }
 MAX_ROUNDS = 400
-LOGISTIC_MAX_ROWS = 1_000_000  # the baseline on a sample: it needs float64 copies
+# The logistic baseline on a fixed sample of training rows: its pipeline makes
+# float64 copies (~500 bytes a row), and 300k rows pin 28 coefficients down.
+LOGISTIC_MAX_ROWS = 300_000
+PREDICT_BLOCK = 65_536  # rows scored at a time: no float copy of a whole fold
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,34 @@ class Split:
     valid: np.ndarray
     test: np.ndarray
 
+    def indices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.flatnonzero(self.train), np.flatnonzero(self.valid), np.flatnonzero(self.test)
+
+
+class _Rows(lgb.Sequence):
+    """Rows ``index`` of ``X`` as LightGBM reads them, a batch at a time: the
+    Dataset is binned from the one float32 table, no copy of a fold."""
+
+    batch_size = PREDICT_BLOCK
+
+    def __init__(self, X: np.ndarray, index: np.ndarray) -> None:
+        self.X, self.index = X, index
+
+    def __getitem__(self, i):
+        rows = self.X[self.index[i]]  # a batch (slice), or one row of the bin sample
+        return rows if isinstance(i, slice) else rows.astype(np.float64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def _predict(booster: lgb.Booster, X: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Raw scores of rows ``index`` of ``X``, a block at a time."""
+    out = np.empty(len(index))
+    for lo in range(0, len(index), PREDICT_BLOCK):
+        out[lo : lo + PREDICT_BLOCK] = booster.predict(X[index[lo : lo + PREDICT_BLOCK]])
+    return out
+
 
 def split_by_patient(rows: RowTable) -> Split:
     """Patients ordered by enrolment: 60/20/20. Row masks of labelled (uncensored) rows."""
@@ -128,7 +159,7 @@ def read_rows(
         progress(f"{stage} ({n:,} records)", lo + (hi - lo) * min(n / max(total or n, 1), 1.0))
 
     progress(stage, lo)
-    return collect(data.records(), horizon_days, total=total, progress=tick)
+    return collect(data.records(), horizon_days, progress=tick)
 
 
 def train(
@@ -156,17 +187,18 @@ def train(
             f"{int(rows.observed.sum())} labelled rows"
         )
     X, y = rows.X, rows.y
+    train_idx, valid_idx, test_idx = split.indices()
 
     progress("training LightGBM", 0.3)
-    churn = _fit_churn(X[split.train], y[split.train], X[split.valid], y[split.valid])
-    raw_valid = churn.predict(X[split.valid])
+    churn = _fit_churn(X, y, train_idx, valid_idx)
+    raw_valid = _predict(churn, X, valid_idx)
     cal_x, cal_y = _isotonic(raw_valid, y[split.valid])
     p_valid = np.interp(raw_valid, cal_x, cal_y)
-    p_test = np.interp(churn.predict(X[split.test]), cal_x, cal_y)
+    p_test = np.interp(_predict(churn, X, test_idx), cal_x, cal_y)
 
     progress("baselines", 0.5)
-    logistic_test = _logistic(X[split.train], y[split.train], X[split.test])
-    one_rule_test = X[split.test, FEATURE_NAMES.index("intervals_since_last_visit")]
+    logistic_test = _logistic(X, y, train_idx, test_idx)
+    one_rule_test = X[test_idx, FEATURE_NAMES.index("intervals_since_last_visit")]
     oracle_test = None
     if truth is not None:
         oracle_test = truth.probability(horizon_days)[rows.event_index[split.test]]
@@ -175,7 +207,7 @@ def train(
     tiers = choose_tiers(p_valid, y[split.valid])
 
     progress("retention curve model", 0.6)
-    retention = _fit_retention(X[split.valid], p_valid, rows, split.valid)
+    retention = _fit_retention(X[valid_idx], p_valid, rows, split.valid)
     attendance = _population_attendance(rows, split)
 
     progress("evaluating", 0.65)
@@ -192,7 +224,7 @@ def train(
     transfer = {"test split": _transfer_row(y_test, p_test, oracle_test)}
     if truth is not None:
         metrics["oracle"] = binary_metrics(y_test, oracle_test)
-        curves = retention.curves(p_test, phase_index(X[split.test]))
+        curves = retention.curves(p_test, phase_index(X[test_idx]))
         clv_table = _clv_calibration(data, rows, split, curves, attendance)
 
     def predict(Xe: np.ndarray) -> np.ndarray:
@@ -201,6 +233,7 @@ def train(
     for k, (name, other) in enumerate((evaluations or {}).items()):
         share = 0.65 + 0.2 * k / max(len(evaluations or {}), 1)
         transfer[name] = _evaluate(other, predict, horizon_days, progress, name, share)
+        del other  # an evaluation world may be built on demand: one in memory at a time
 
     fingerprint = data.source["fingerprint_sha256"]
     version = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{fingerprint[:8]}"
@@ -221,7 +254,7 @@ def train(
         },
     )
     artifacts.write_json(version_dir, "tiers.json", tiers.to_json())
-    drift = DriftReference.fit(X[split.valid], p_valid, FEATURE_NAMES)  # what PSI compares with
+    drift = DriftReference.fit(X[valid_idx], p_valid, FEATURE_NAMES)  # what PSI compares with
     artifacts.write_json(version_dir, "drift_reference.json", drift.to_json())
     artifacts.write_json(version_dir, "features.json", list(FEATURE_NAMES))
     card = {
@@ -261,22 +294,26 @@ def train(
     progress("plots", 0.9)
     from trialwatch.models.plots import write_plots
 
-    write_plots(version_dir, churn, X[split.test], y_test, p_test, logistic_test, oracle_test)
+    write_plots(version_dir, churn, X[test_idx], y_test, p_test, logistic_test, oracle_test)
     artifacts.publish_latest(root, version)
     progress("done", 1.0)
     return version_dir
 
 
-def _fit_churn(Xt, yt, Xv, yv) -> lgb.Booster:
-    train_set = lgb.Dataset(Xt, yt, feature_name=list(FEATURE_NAMES), free_raw_data=False)
-    valid_set = lgb.Dataset(Xv, yv, reference=train_set)
-    return lgb.train(
+def _fit_churn(X, y, train_idx, valid_idx) -> lgb.Booster:
+    """LightGBM on rows ``train_idx``, early-stopped on ``valid_idx``; the binned
+    Datasets are read from ``X`` by index and freed once the trees are grown."""
+    names = list(FEATURE_NAMES)
+    train_set = lgb.Dataset(_Rows(X, train_idx), y[train_idx], feature_name=names)
+    valid_set = lgb.Dataset(_Rows(X, valid_idx), y[valid_idx], reference=train_set)
+    booster = lgb.train(
         CHURN_PARAMS,
         train_set,
         MAX_ROUNDS,
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(30, verbose=False)],
     )
+    return booster.free_dataset()
 
 
 def _isotonic(raw: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,19 +334,24 @@ def _isotonic(raw: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 1 / (1 + np.exp(-grid_logit)), grid_y
 
 
-def _logistic(Xt, yt, Xtest) -> np.ndarray:
+def _logistic(X, y, train_idx, test_idx) -> np.ndarray:
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if len(Xt) > LOGISTIC_MAX_ROWS:  # a baseline: a fixed sample keeps memory bounded
-        keep = np.random.default_rng(11).choice(len(Xt), LOGISTIC_MAX_ROWS, replace=False)
-        Xt, yt = Xt[np.sort(keep)], yt[np.sort(keep)]
+    if len(train_idx) > LOGISTIC_MAX_ROWS:  # a baseline: a fixed sample keeps memory bounded
+        keep = np.random.default_rng(11).choice(len(train_idx), LOGISTIC_MAX_ROWS, replace=False)
+        train_idx = train_idx[np.sort(keep)]
     model = make_pipeline(
         SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=2000)
     )
-    return model.fit(Xt, yt).predict_proba(Xtest)[:, 1]
+    model.fit(X[train_idx], y[train_idx])
+    out = np.empty(len(test_idx))
+    for lo in range(0, len(test_idx), PREDICT_BLOCK):
+        block = test_idx[lo : lo + PREDICT_BLOCK]
+        out[lo : lo + PREDICT_BLOCK] = model.predict_proba(X[block])[:, 1]
+    return out
 
 
 def _fit_retention(X, p, rows: RowTable, mask) -> RetentionModel:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -142,15 +142,33 @@ def family_training_set(profile: str, configs: list[SimulationConfig]) -> Traini
     )
 
 
-def shifted_evaluations(profile: str) -> dict[str, TrainingSet]:
-    """The fixed shifted worlds every model card of ``profile`` is scored on."""
+class Worlds(Mapping):
+    """Named worlds simulated when asked for, so that only the one being scored
+    is in memory (three held at once cost ~200 MB beside a large training file)."""
+
+    def __init__(self, configs: dict[str, SimulationConfig], profile: str) -> None:
+        self.configs, self.profile = configs, profile
+
+    def __getitem__(self, name: str) -> TrainingSet:
+        return world_training_set(simulate(self.configs[name]), self.profile)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.configs)
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+
+def shifted_evaluations(profile: str) -> Mapping[str, TrainingSet]:
+    """The fixed shifted worlds every model card of ``profile`` is scored on
+    (each simulated when read)."""
     base = PROFILES[profile]
     n = SHIFTED_PARTICIPANTS.get(profile, 2_000)
-    out = {}
-    for k, (name, shift) in enumerate(SHIFTED_WORLDS.items()):
-        config = replace(base, seed=base.seed + 90_001 + k, n_participants=n, **shift)
-        out[name] = world_training_set(simulate(config), profile)
-    return out
+    configs = {
+        name: replace(base, seed=base.seed + 90_001 + k, n_participants=n, **shift)
+        for k, (name, shift) in enumerate(SHIFTED_WORLDS.items())
+    }
+    return Worlds(configs, profile)
 
 
 def profile_training_set(

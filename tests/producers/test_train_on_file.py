@@ -48,7 +48,7 @@ def test_labels_from_a_file_equal_the_simulators_truth(tmp_path, suffix):
     path = tmp_path / f"world{suffix}"
     (write_avro if suffix == ".avro" else write_jsonl)(WORLD.events, path)
     data = file_training_set(path)
-    rows = collect(data.records(), H, total=data.size)
+    rows = collect(data.records(), H)
     expected = _truth_labels(WORLD, H)
     assert rows.observed.all()  # every participant's end is in the file: nothing censored
     assert np.array_equal(rows.y.astype(bool), expected[rows.event_index])
@@ -66,15 +66,16 @@ def test_labels_from_a_file_equal_the_simulators_truth(tmp_path, suffix):
     assert 0.02 < rows.y.mean() < 0.2
 
 
-def test_streamed_rows_equal_build_rows_in_any_chunking(monkeypatch):
+def test_streamed_rows_equal_build_rows_as_float32(monkeypatch):
     events = WORLD.events[:20_000]
     whole = build_rows(events)
     monkeypatch.setattr(dataset, "CHUNK_ROWS", 997)
-    for total in (None, len(events), 5_000):  # unknown, exact, and too small a guess
-        rows = collect(_records(events), H, total=total)
-        assert rows.X.dtype == np.float32
-        assert rows.X.tobytes() == whole.X.astype(np.float32).tobytes()
-        assert np.array_equal(rows.event_index, whole.event_index)
+    seen: list[int] = []
+    rows = collect(_records(events), H, progress=seen.append)
+    assert rows.X.dtype == np.float32 and rows.X.flags.c_contiguous
+    assert rows.X.tobytes() == whole.X.astype(np.float32).tobytes()
+    assert np.array_equal(rows.event_index, whole.event_index)
+    assert len(seen) == len(rows.X) // 997 and seen == sorted(seen)
 
 
 def test_rows_near_the_end_of_an_export_are_censored_not_negative():
@@ -161,3 +162,36 @@ def test_known_answer_a_world_trains_the_same_from_a_file_as_in_memory(tmp_path)
     assert card_f["clv_decile_calibration"] is None
     assert card_f["data"]["format"] == "avro" and card_f["data"]["input"]["rejected"]["count"] == 0
     assert "oracle_roc_auc" not in card_f["transfer"]["test split"]
+
+
+def test_folds_are_binned_and_scored_by_index_as_from_copies(monkeypatch):
+    """LightGBM fed rows by index (no fold copy) and scored a block at a time
+    gives what a copy of the same rows gives."""
+    import lightgbm as lgb
+
+    from trialwatch.models import training
+
+    rows = collect(_records(WORLD.events[:20_000]), H)
+    X, y = rows.X, rows.y
+    idx = np.flatnonzero(rows.observed)[::2]
+    seq = lgb.Dataset(training._Rows(X, idx), y[idx], params={"verbose": -1}).construct()
+    copy = lgb.Dataset(X[idx], y[idx], params={"verbose": -1}).construct()
+    assert seq.num_data() == copy.num_data() == len(idx)
+    assert np.array_equal(seq.get_label(), copy.get_label())
+    bins = [(seq.feature_num_bin(j), copy.feature_num_bin(j)) for j in range(X.shape[1])]
+    assert all(a == b for a, b in bins), bins
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7}, copy, 5)
+    monkeypatch.setattr(training, "PREDICT_BLOCK", 997)
+    assert np.array_equal(training._predict(booster, X, idx), booster.predict(X[idx]))
+
+
+def test_shifted_worlds_are_simulated_when_read_and_the_same_every_time():
+    from trialwatch.producers.training_sets import SHIFTED_WORLDS, shifted_evaluations
+
+    worlds = shifted_evaluations("quick")
+    assert list(worlds) == list(SHIFTED_WORLDS) and len(worlds) == len(SHIFTED_WORLDS)
+    name = list(SHIFTED_WORLDS)[1]
+    first, again = worlds[name], worlds[name]
+    assert first is not again  # built on demand, not held
+    assert first.source["fingerprint_sha256"] == again.source["fingerprint_sha256"]
+    assert first.source["parameters"]["hazard_scale"] == SHIFTED_WORLDS[name]["hazard_scale"]
