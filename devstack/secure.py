@@ -308,7 +308,7 @@ appendonly no
 protected-mode yes
 user default off
 user {WORKER} on >{self.passwords[WORKER]} ~{self.grants.redis_key_pattern} resetchannels \
--@all +@connection +@read +@write +@keyspace -@dangerous
+-@all +@connection +@read +@write +@keyspace +@scripting -@dangerous
 user {ADMIN} on >{self.passwords[ADMIN]} ~* &* +@all
 """
 

@@ -35,13 +35,6 @@ log = logging.getLogger(__name__)
 QUEUE_TIERS = ("HIGH", "CRITICAL")  # the tiers a coordinator works on
 TRAJECTORY_POINTS = 500  # per patient, newest kept
 
-_MAX_EVENT_TIME = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'event_time') or '0')
-if tonumber(ARGV[1]) > current then redis.call('HSET', KEYS[1], 'event_time', ARGV[1]) end
-redis.call('HSET', KEYS[1], 'wall_time', ARGV[2])
-return 1
-"""
-
 
 def site_key(trial_id: str, site_id: str) -> str:
     return f"{trial_id}|{site_id}"
@@ -57,7 +50,6 @@ class DashStore:
         self._ended: dict[str, tuple[str, str]] = {}  # patient -> (trial, site)
         self._kri: dict[str, dict] = {}  # trial -> {"as_of", "rows"}
         self._warned = False
-        self._max_event_time = client.register_script(_MAX_EVENT_TIME)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, "dash", *parts))
@@ -92,10 +84,9 @@ class DashStore:
                 self._trajectory_writes(pipe, points)
                 self._ended_writes(pipe, ended)
                 self._kri_writes(pipe, kri)
+                if points:
+                    self._freshness_writes(pipe, max(p["event_time"] for p in points))
                 await pipe.execute()
-            if points:
-                newest = max(p["event_time"] for p in points)
-                await self._max_event_time(keys=[self.key("fresh")], args=[newest, _wall_ms()])
         except (RedisError, OSError) as exc:
             self._restore(latest, points, ended, kri)
             if not self._warned:
@@ -136,6 +127,13 @@ class DashStore:
         for key in touched:
             pipe.zremrangebyrank(key, 0, -TRAJECTORY_POINTS - 1)
             pipe.expire(key, self.ttl_s)
+
+    def _freshness_writes(self, pipe, newest_event_time: int) -> None:
+        """The newest event time any worker projected (ZADD GT keeps the maximum, no
+        script needed), and the wall time of the last write."""
+        fresh = self.key("fresh")
+        pipe.zadd(fresh, {"event_time": newest_event_time}, gt=True)
+        pipe.zadd(fresh, {"wall_time": _wall_ms()})
 
     def _ended_writes(self, pipe, ended: dict[str, tuple[str, str]]) -> None:
         for patient_id, (trial_id, site_id) in ended.items():
@@ -250,8 +248,8 @@ class DashStore:
         return {k.decode(): json.loads(v) for k, v in raw.items()} if raw else None
 
     async def freshness(self) -> dict:
-        raw = await self.client.hgetall(self.key("fresh"))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        raw = await self.client.zrange(self.key("fresh"), 0, -1, withscores=True)
+        return {name.decode(): int(score) for name, score in raw}
 
     async def close(self) -> None:
         await self.flush()

@@ -104,7 +104,7 @@ def test_secured_end_to_end(secure_stack, quick_model_dir, private_tmp):
     ns = namespace(secure_stack, quick_model_dir, tmp_path)
     s = ns.settings
     assert s.kafka_security_protocol == "SASL_SSL" and s.redis_url.startswith("rediss://")
-    worker = Worker(ns).start()
+    worker = Worker(ns, TRIALWATCH_ALERT_BUDGET="2").start()  # the budget's Lua runs too
     outputs: list[str] = []
     try:
         simulated = run_cli("simulate", "--profile", "demo", env=ns.env())
@@ -127,6 +127,9 @@ def test_secured_end_to_end(secure_stack, quick_model_dir, private_tmp):
         bodies = [json.dumps(health), json.dumps(worker.get("/model")[1])]
         with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as response:
             bodies.append(response.read().decode())
+        for page in ("/dashboard", "/dashboard/model"):
+            with urllib.request.urlopen(f"{worker.url}{page}", timeout=10) as response:
+                bodies.append(response.read().decode())
 
         kwargs = aiokafka_kwargs(s)
         scores = asyncio.run(read_all(kwargs, s.risk_scores_topic))
@@ -165,6 +168,9 @@ def test_secured_end_to_end(secure_stack, quick_model_dir, private_tmp):
         cached = redis.Redis.from_url(s.redis_url, ssl_ca_certs=s.redis_tls_cafile)
         try:
             assert list(cached.scan_iter(f"{s.app_id}:score:*", count=1000))
+            # The dashboard's projection and the page budget (a Lua script) as the ACL user
+            assert list(cached.scan_iter(f"{s.app_id}:dash:traj:*", count=1000))
+            assert list(cached.scan_iter(f"{s.app_id}:budget:*", count=1000))
             with pytest.raises(redis.exceptions.NoPermissionError):
                 cached.get("someone-else:key")  # the ACL user sees its own keys only
         finally:
@@ -175,6 +181,8 @@ def test_secured_end_to_end(secure_stack, quick_model_dir, private_tmp):
     # The log-grep check, on the secured run: the worker's log, the commands'
     # output and the endpoints' bodies hold no password, no patient data.
     assert_nothing_leaks(worker.log(), secrets_of(secure_stack), inputs)
+    for refusal in ("projection not written", "alert budget unavailable", "NOPERM"):
+        assert refusal not in worker.log(), refusal
     everything = "\n".join([*outputs, *bodies])
     for secret in secrets_of(secure_stack):
         assert secret not in everything
