@@ -217,6 +217,60 @@ def backfill_bench(model_dir: Path, events: list[dict], repeats: int = 3) -> dic
     }
 
 
+def backfill_stages(model_dir: Path, events: list[dict], workdir: Path) -> dict:
+    """Where the batched backfill's time goes, µs per input event: each stage timed
+    alone on the same events, and the rest (open predictions, alert decisions,
+    records, the batch bookkeeping) as the remainder of the end-to-end time."""
+    from trialwatch.models.alerts import AlertPolicy
+    from trialwatch.models.features import features
+    from trialwatch.models.scorer import Scorer
+    from trialwatch.models.state import Outcome, apply
+    from trialwatch.producers.files import read_events, write_jsonl
+    from trialwatch.schemas.contract import TERMINAL
+
+    scorer, n = Scorer.load(model_dir), len(events)
+    path = workdir / "stage-events.jsonl"
+    write_jsonl(events, path)
+    decode = _once(lambda: sum(1 for _ in read_events(path)))
+    states: dict = {}
+    scored: list = []
+
+    def transitions() -> None:
+        for e in events:
+            state, outcome = apply(states.get(e["patient_id"]), e)
+            states[e["patient_id"]] = state
+            if outcome is Outcome.APPLIED and e["event_type"] not in TERMINAL:
+                scored.append((state, e["event_time"]))
+
+    apply_s = _once(transitions)
+    rows: list = []
+    feat_s = _once(lambda: rows.extend(features(st, at) for st, at in scored))
+    X = np.vstack(rows)
+    lgbm_s = _once(lambda: scorer.probabilities(X))
+    many_s = _once(lambda: scorer.score_many(X, [st for st, _ in scored], [at for _, at in scored]))
+    total_s = _once(lambda: _batched_backfill(events, scorer, AlertPolicy(), Progress("", n)))
+    alerts = sum(1 for d in _batched_backfill(events, scorer, AlertPolicy(), Progress("", n))
+                 if d and d[2])  # fmt: skip
+    explain_s = _once(lambda: [scorer.explain(x) for x in X[:200]]) / 200 * alerts
+    parts = {"apply": apply_s, "features": feat_s, "LightGBM": lgbm_s,
+             "curve + CLV": many_s - lgbm_s, "TreeSHAP (alerts)": explain_s}  # fmt: skip
+    us = {f"{name} µs": round(t / n * 1e6, 1) for name, t in parts.items()}
+    return {
+        "events": n,
+        "alerts per 1,000 events": round(alerts / n * 1000, 1),
+        "(file decode, JSON lines) µs": round(decode / n * 1e6, 1),
+        **us,
+        "the rest µs": round((total_s - sum(parts.values())) / n * 1e6, 1),
+        "end to end µs (step_batch, no file)": round(total_s / n * 1e6, 1),
+    }
+
+
+def _once(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 async def publish_bench(settings, events: list[dict]) -> dict:
     from trialwatch.producers.publisher import publish
     from trialwatch.streams import settings as settings_module
@@ -244,7 +298,14 @@ def run_offline(model_dir: Path, events: list[dict], repeats: int = 3) -> dict:
         "simulator_full_profile": simulator_bench(),
         "scorer": scorer_bench(model_dir, events),
         "backfill": backfill_bench(model_dir, events, repeats),
+        "backfill_stages": backfill_stages(model_dir, events[:50_000], _workdir()),
     }
+
+
+def _workdir() -> Path:
+    path = Path(".devstack") / "bench" / "components"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 async def run_micro(settings, model_dir: Path, events: list[dict], repeats: int = 3) -> dict:
