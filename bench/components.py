@@ -248,8 +248,8 @@ def backfill_stages(model_dir: Path, events: list[dict], workdir: Path) -> dict:
     X = np.vstack(rows)
     lgbm_s = _once(lambda: scorer.probabilities(X))
     many_s = _once(lambda: scorer.score_many(X, [st for st, _ in scored], [at for _, at in scored]))
-    total_s = _once(lambda: _batched_backfill(events, scorer, AlertPolicy(), Progress("", n)))
-    alerts = sum(1 for d in _batched_backfill(events, scorer, AlertPolicy(), Progress("", n))
+    total_s = _once(lambda: _batched_backfill(events, scorer, AlertPolicy(), Progress("stages", n)))
+    alerts = sum(1 for d in _batched_backfill(events, scorer, AlertPolicy(), Progress("stages", n))
                  if d and d[2])  # fmt: skip
     explain_s = _once(lambda: [scorer.explain(x) for x in X[:200]]) / 200 * alerts
     parts = {"apply": apply_s, "features": feat_s, "LightGBM": lgbm_s,
