@@ -20,6 +20,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per pipeline (median)")
     parser.add_argument("--quick", action="store_true", help="a small run for a smoke check")
     parser.add_argument(
+        "--components",
+        action="store_true",
+        help="only the component benchmarks that need no broker (codec, simulator, "
+        "scorer, backfill)",
+    )
+    parser.add_argument(
         "--restore",
         default="",
         help="instead: state size, RSS and restore time for these patient counts, "
@@ -36,6 +42,12 @@ def main(argv: list[str] | None = None) -> None:
 
         sizes = [int(n.replace("_", "")) for n in args.restore.split(",") if n.strip()]
         asyncio.run(run_restore_bench(s, sizes))
+        return
+    if args.components:
+        from bench.stream import run_components
+
+        run_components(s, events=args.events, patients=args.patients, repeats=args.repeats,
+                       quick=args.quick)  # fmt: skip
         return
     from bench.stream import run_bench
 

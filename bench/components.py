@@ -2,13 +2,16 @@
 
 Medians of repeated runs, measured side by side in one process: Avro codec
 (fastavro vs the reference ``avro`` package), the simulator, state + features,
-the scorer (single row, batch, explanation), and replay publishing to Kafka.
+the scorer (single row, batch, explanation), the offline backfill (the per-event
+step as before against ``step_batch``), and replay publishing to Kafka. Long
+stages print a progress line on stderr every few seconds.
 """
 
 from __future__ import annotations
 
 import io
 import statistics
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -77,11 +80,13 @@ def simulator_bench() -> dict:
 
     runs = []
     n = 0
-    for _ in range(3):
+    for i in range(3):
         start = time.perf_counter()
         world = simulate(PROFILES["full"])
         runs.append(time.perf_counter() - start)
         n = len(world.events)
+        line = f"  simulator {i + 1}/3: {n:,} events in {runs[-1]:.1f} s"
+        print(line, file=sys.stderr, flush=True)
     return {"events": n, "seconds": round(statistics.median(runs), 2),
             "events_per_s": round(n / statistics.median(runs))}  # fmt: skip
 
@@ -121,6 +126,151 @@ def scorer_bench(model_dir: Path, events: list[dict]) -> dict:
     }
 
 
+class Progress:
+    """A plain line on stderr every ``every_s`` seconds: events done / total and
+    the rate, so a person sees a long stage is alive (no carriage returns: a pipe
+    or a log file reads it as well as a terminal)."""
+
+    def __init__(self, label: str, total: int, every_s: float = 5.0) -> None:
+        self.label, self.total, self.every_s = label, total, every_s
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = done / (now - self.start)
+        print(f"  {self.label}: {done:,}/{self.total:,} events, {rate:,.0f}/s",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _per_event_backfill(events: list[dict], scorer, policy, progress: Progress) -> list:
+    """The backfill loop as it was: ``step`` per event (the reference)."""
+    from trialwatch.models.exceptions import ModelError
+    from trialwatch.models.pipeline import step
+    from trialwatch.models.state import Outcome
+
+    states: dict = {}
+    out = []
+    for i, event in enumerate(events):
+        pid = event["patient_id"]
+        try:
+            result = step(states.get(pid), event, scorer, policy)
+        except ModelError:
+            out.append(None)
+            continue
+        if result.outcome is not Outcome.DUPLICATE:
+            states[pid] = result.state
+        out.append(_digest(result.score, result.alert))
+        if i % 1_000 == 0:
+            progress.update(i)
+    return out
+
+
+def _batched_backfill(events: list[dict], scorer, policy, progress: Progress) -> list:
+    """``trialwatch backfill``'s loop: ``backfill_events`` (``step_batch``)."""
+    from trialwatch.producers.backfill import backfill_events
+
+    out = []
+    for rec in backfill_events(((i, e, None) for i, e in enumerate(events)), scorer, policy):
+        out.append(None if rec.reason else _digest(rec.score, rec.alert))
+        if rec.number % 1_000 == 0:
+            progress.update(rec.number)
+    return out
+
+
+def _digest(score: dict | None, alert: dict | None) -> tuple:
+    """What must agree: the probability (exactly), the tier, the alert and its reasons."""
+    if score is None:
+        return ()
+    reasons = None if alert is None else tuple(r["feature"] for r in alert["reasons"])
+    return score["probability"], score["tier"], alert and alert["alert_id"], reasons
+
+
+def backfill_bench(model_dir: Path, events: list[dict], repeats: int = 3) -> dict:
+    """Per-event and batched backfill of the same events, alternating, median of
+    ``repeats``; refuses to report a speed-up whose outputs differ."""
+    from trialwatch.models.alerts import AlertPolicy
+    from trialwatch.models.scorer import Scorer
+
+    scorer, policy = Scorer.load(model_dir), AlertPolicy()
+    sides = {"per_event": _per_event_backfill, "batched": _batched_backfill}
+    runs: dict[str, list[float]] = {name: [] for name in sides}
+    outputs: dict[str, list] = {}
+    for r in range(repeats):
+        for name, run in sides.items():
+            progress = Progress(f"backfill {name} {r + 1}/{repeats}", len(events))
+            start = time.perf_counter()
+            outputs[name] = run(events, scorer, policy, progress)
+            runs[name].append(len(events) / (time.perf_counter() - start))
+        if outputs["per_event"] != outputs["batched"]:
+            raise SystemExit("backfill bench: batched outputs differ from per-event ones")
+    old, new = (statistics.median(runs[name]) for name in sides)
+    return {
+        "events": len(events),
+        "per_event_step_events_per_s": round(old),
+        "step_batch_events_per_s": round(new),
+        "ratio (batched / per-event)": round(new / old, 2),
+        "per_event runs": " / ".join(f"{x:,.0f}" for x in runs["per_event"]),
+        "batched runs": " / ".join(f"{x:,.0f}" for x in runs["batched"]),
+    }
+
+
+def backfill_stages(model_dir: Path, events: list[dict], workdir: Path) -> dict:
+    """Where the batched backfill's time goes, µs per input event: each stage timed
+    alone on the same events, and the rest (open predictions, alert decisions,
+    records, the batch bookkeeping) as the remainder of the end-to-end time."""
+    from trialwatch.models.alerts import AlertPolicy
+    from trialwatch.models.features import features
+    from trialwatch.models.scorer import Scorer
+    from trialwatch.models.state import Outcome, apply
+    from trialwatch.producers.files import read_events, write_jsonl
+    from trialwatch.schemas.contract import TERMINAL
+
+    scorer, n = Scorer.load(model_dir), len(events)
+    path = workdir / "stage-events.jsonl"
+    write_jsonl(events, path)
+    decode = _once(lambda: sum(1 for _ in read_events(path)))
+    states: dict = {}
+    scored: list = []
+
+    def transitions() -> None:
+        for e in events:
+            state, outcome = apply(states.get(e["patient_id"]), e)
+            states[e["patient_id"]] = state
+            if outcome is Outcome.APPLIED and e["event_type"] not in TERMINAL:
+                scored.append((state, e["event_time"]))
+
+    apply_s = _once(transitions)
+    rows: list = []
+    feat_s = _once(lambda: rows.extend(features(st, at) for st, at in scored))
+    X = np.vstack(rows)
+    lgbm_s = _once(lambda: scorer.probabilities(X))
+    many_s = _once(lambda: scorer.score_many(X, [st for st, _ in scored], [at for _, at in scored]))
+    total_s = _once(lambda: _batched_backfill(events, scorer, AlertPolicy(), Progress("stages", n)))
+    alerts = sum(1 for d in _batched_backfill(events, scorer, AlertPolicy(), Progress("stages", n))
+                 if d and d[2])  # fmt: skip
+    explain_s = _once(lambda: [scorer.explain(x) for x in X[:200]]) / 200 * alerts
+    parts = {"apply": apply_s, "features": feat_s, "LightGBM": lgbm_s,
+             "curve + CLV": many_s - lgbm_s, "TreeSHAP (alerts)": explain_s}  # fmt: skip
+    us = {f"{name} µs": round(t / n * 1e6, 1) for name, t in parts.items()}
+    return {
+        "events": n,
+        "alerts per 1,000 events": round(alerts / n * 1000, 1),
+        "(file decode, JSON lines) µs": round(decode / n * 1e6, 1),
+        **us,
+        "the rest µs": round((total_s - sum(parts.values())) / n * 1e6, 1),
+        "end to end µs (step_batch, no file)": round(total_s / n * 1e6, 1),
+    }
+
+
+def _once(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 async def publish_bench(settings, events: list[dict]) -> dict:
     from trialwatch.producers.publisher import publish
     from trialwatch.streams import settings as settings_module
@@ -141,11 +291,26 @@ async def publish_bench(settings, events: list[dict]) -> dict:
             "events_per_s": round(report.events_per_s)}  # fmt: skip
 
 
-async def run_micro(settings, model_dir: Path, events: list[dict]) -> dict:
+def run_offline(model_dir: Path, events: list[dict], repeats: int = 3) -> dict:
+    """The components that need no broker (``python -m bench --components``)."""
     return {
         "codec": codec_bench(events),
         "simulator_full_profile": simulator_bench(),
         "scorer": scorer_bench(model_dir, events),
+        "backfill": backfill_bench(model_dir, events, repeats),
+        "backfill_stages": backfill_stages(model_dir, events[:50_000], _workdir()),
+    }
+
+
+def _workdir() -> Path:
+    path = Path(".devstack") / "bench" / "components"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def run_micro(settings, model_dir: Path, events: list[dict], repeats: int = 3) -> dict:
+    return {
+        **run_offline(model_dir, events, repeats),
         "replay_publish": await publish_bench(settings, events),
     }
 
@@ -154,5 +319,6 @@ def micro_markdown(r: dict) -> str:
     lines = ["| component | measure | value |", "|---|---|---|"]
     for component, values in r.items():
         for measure, value in values.items():
-            lines.append(f"| {component} | {measure} | {value:,} |")
+            shown = f"{value:,}" if isinstance(value, int | float) else value
+            lines.append(f"| {component} | {measure} | {shown} |")
     return "\n".join(lines)

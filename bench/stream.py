@@ -245,6 +245,24 @@ def _percentiles(values: list[float]) -> dict:
 
 
 # -------------------------------------------------------------------- main
+def run_components(s: Settings, *, events: int, patients: int, repeats: int, quick: bool) -> dict:
+    """The broker-free component benchmarks alone; JSON in bench-results/components.json."""
+    if quick:
+        events, patients = 20_000, 2_000
+    from trialwatch.streams.operations import ensure_model
+
+    ensure_model(s.model_dir)
+    with console.status(f"simulating {patients:,} patients, keeping {events:,} events..."):
+        input_events = bench_events(events, patients)
+    from bench.components import micro_markdown, run_offline
+
+    result = run_offline(s.model_dir, input_events, repeats)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "components.json").write_text(json.dumps(result, indent=2))
+    print(micro_markdown(result), flush=True)
+    return result
+
+
 async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, quick: bool) -> dict:
     if quick:
         events, patients, repeats = 20_000, 2_000, 1
@@ -261,8 +279,8 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     ensure_model(s.model_dir)
     from bench.components import micro_markdown, run_micro
 
-    with console.status("component benchmarks (codec, simulator, scorer, publish)..."):
-        micro = await run_micro(s, s.model_dir, input_events)
+    console.print("component benchmarks (codec, simulator, scorer, backfill, publish)...")
+    micro = await run_micro(s, s.model_dir, input_events, max(repeats, 3))
     print(micro_markdown(micro) + "\n", flush=True)
     with console.status(f"producing {events:,} events to {topic}..."):
         await produce(aiokafka_kwargs(s), topic, input_events)
