@@ -34,7 +34,7 @@ from faust import web
 from trialwatch.models.features import features
 from trialwatch.models.state import PatientState
 from trialwatch.producers.backfill import backfill_events
-from trialwatch.producers.files import JSON_SUFFIXES, read_events
+from trialwatch.producers.files import EVENT_SUFFIXES, read_events
 from trialwatch.streams import dashpages as pages
 from trialwatch.streams import runtime, webapp
 from trialwatch.streams.actions import ActionError
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 MAX_SHOWN = 500  # rows of an upload's result shown (all are counted)
 ACTIONS = {"ack": "ACKNOWLEDGED", "assign": "ASSIGNED"}
-UPLOAD_SUFFIXES = (*JSON_SUFFIXES, ".avro")
+UPLOAD_SUFFIXES = EVENT_SUFFIXES
 
 webapp.serve_static(app)
 

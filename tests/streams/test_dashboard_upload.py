@@ -47,3 +47,25 @@ async def test_an_upload_over_the_limit_is_refused_before_it_is_read():
     )  # fmt: skip
     with pytest.raises(dashboard.UploadTooLarge, match="larger than the upload limit"):
         await dashboard.read_upload(request)
+
+
+def test_a_csv_upload_scores_like_its_json_lines(events, quick_model_dir):
+    """The seeds' batch CSV upload: a spreadsheet of the same contract."""
+    import csv
+    import io
+
+    columns = sorted({k for e in events for k, v in e.items() if v is not None})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for e in events[:40]:
+        writer.writerow({c: "" if e.get(c) is None else e[c] for c in columns})
+    rows = out.getvalue().splitlines()
+    rows.insert(5, "," * (len(columns) - 1))  # an empty row: row 6 of the sheet
+    scorer, policy = Scorer.load(quick_model_dir), AlertPolicy(cooldown_days=30)
+    from_csv = dashboard.score_file("week.csv", ("\n".join(rows) + "\n").encode(), scorer, policy)
+    jsonl = "\n".join(json.dumps(e) for e in events[:40]) + "\n"
+    from_json = dashboard.score_file("week.jsonl", jsonl.encode(), scorer, policy)
+    assert [n for n, _ in from_csv["bad"]] == [6]
+    assert from_csv["scores"] == from_json["scores"] and from_csv["scores"]
+    assert from_csv["alerts"] == from_json["alerts"]
