@@ -103,16 +103,30 @@ def deployment(kafka_bootstrap, redis_url, quick_model_dir, world):
 def browser():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.fail("chromium/chromedriver missing: `make tools` installs them", pytrace=False)
+    # Chromium's profile and its sockets need a short path: under a deep TMPDIR
+    # (a CI workspace) it fails to start. So its own TMPDIR is a short directory.
+    home = Path(tempfile.mkdtemp(prefix="tw-chromium-", dir=_short_tmp_root()))
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", "--disable-gpu"):  # fmt: skip
+                "--window-size=1400,1000", "--disable-gpu",
+                f"--user-data-dir={home / 'profile'}"):  # fmt: skip
         options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    service = Service(CHROMEDRIVER, env={**os.environ, "TMPDIR": str(home)})
+    driver = webdriver.Chrome(options=options, service=service)
     try:
         yield driver
     finally:
         driver.quit()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _short_tmp_root() -> str:
+    """A short, writable temporary directory, whatever TMPDIR says."""
+    for candidate in ("/tmp", "/var/tmp"):
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK):
+            return candidate
+    return tempfile.gettempdir()
 
 
 def base_url(worker: Worker) -> str:
