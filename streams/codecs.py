@@ -75,16 +75,24 @@ class PatientStateCodec(codecs.Codec):
 codecs.register("patient_state_object", PatientStateCodec())
 
 
-class PatientStateValue:
-    """Tells Faust the table's value codec: it derives a table's serializers (also
-    for changelog recovery) from ``value_type._options.serializer``."""
+class TableValue:
+    """A table's value type: tells Faust the value codec (it derives a table's
+    serializers, also for changelog recovery, from ``value_type._options.serializer``);
+    a subclass names its codec. Values are the codec's objects, passed as they are."""
+
+    class _options:
+        serializer = "raw"
+
+    @classmethod
+    def from_data(cls, data: object, preferred_type: object = None) -> object:
+        return data
+
+
+class PatientStateValue(TableValue):
+    """The patient table's value type."""
 
     class _options:
         serializer = "patient_state_object"
-
-    @classmethod
-    def from_data(cls, data: PatientState, preferred_type: object = None) -> PatientState:
-        return data
 
 
 class OutcomeWindowCodec(codecs.Codec):
@@ -114,15 +122,11 @@ class OutcomeWindowCodec(codecs.Codec):
 codecs.register("outcome_window_object", OutcomeWindowCodec())
 
 
-class OutcomeWindowValue:
-    """The model-outcomes table's value type (see ``PatientStateValue``)."""
+class OutcomeWindowValue(TableValue):
+    """The model-outcomes table's value type."""
 
     class _options:
         serializer = "outcome_window_object"
-
-    @classmethod
-    def from_data(cls, data: OutcomeWindow, preferred_type: object = None) -> OutcomeWindow:
-        return data
 
 
 class BookCodec(codecs.Codec):
@@ -146,23 +150,15 @@ codecs.register(
 )
 
 
-class SiteBookValue:
-    """The site table's value type (see ``PatientStateValue``)."""
+class SiteBookValue(TableValue):
+    """The site table's value type."""
 
     class _options:
         serializer = "site_book_object"
 
-    @classmethod
-    def from_data(cls, data, preferred_type: object = None):
-        return data
 
-
-class TrialBookValue:
-    """The trial table's value type (see ``PatientStateValue``)."""
+class TrialBookValue(TableValue):
+    """The trial table's value type."""
 
     class _options:
         serializer = "trial_book_object"
-
-    @classmethod
-    def from_data(cls, data, preferred_type: object = None):
-        return data
