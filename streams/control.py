@@ -180,6 +180,9 @@ def _fold(state: ControlState, batches: dict) -> ControlState:
     return state
 
 
+RETRY_S = 2.0  # between attempts to read the control topic at start-up
+
+
 class ModelControl:
     """A worker's follower of the control topic; swaps ``holder``'s snapshot."""
 
@@ -202,10 +205,28 @@ class ModelControl:
                 break
             except Exception as exc:  # the broker away or a hung read: a new consumer
                 log.error("cannot read %s yet: %s", self.settings.model_control_topic, exc)
-                await self.stop()
-                await asyncio.sleep(2.0)
+                await self._drop_consumer()
+                await asyncio.sleep(RETRY_S)
         self._rebuild()
         self.ready.set()
+
+    async def _drop_consumer(self) -> None:
+        """Stop a consumer whose read failed. Stopping one that lost its broker can
+        raise CancelledError from aiokafka's own tasks: that is not this task being
+        cancelled, and letting it out ended the retry loop for good (the worker then
+        never scored). A real cancellation of this task still propagates."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            await consumer.stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            log.warning("model-control: a failed consumer was cancelled while stopping")
+        except Exception as exc:
+            log.warning("model-control: a failed consumer did not stop: %s", type(exc).__name__)
 
     async def follow(self) -> None:
         assert self._consumer is not None

@@ -170,3 +170,59 @@ def test_a_version_is_validated_before_it_is_served(quick_model_dir, tmp_path):
         load_version(tmp_path, "uncarded")
     with pytest.raises(ArtifactError, match="no model version"):
         load_version(tmp_path, "absent")
+
+
+class LostBrokerConsumer:
+    """An aiokafka consumer whose broker went away: its stop() raises the
+    CancelledError of aiokafka's own tasks (what the broker-restart test met)."""
+
+    stopped = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        LostBrokerConsumer.stopped += 1
+        raise asyncio.CancelledError
+
+
+async def test_start_retries_when_a_failed_consumer_is_cancelled_while_stopping(
+    monkeypatch, tmp_path
+):
+    from trialwatch.streams.settings import load
+
+    attempts = []
+
+    async def catch_up(consumer, s, state, timeout_s):
+        attempts.append(consumer)
+        if len(attempts) == 1:
+            raise TimeoutError("could not read model-control to its end in 15 s")
+        return state
+
+    monkeypatch.setattr(control, "_consumer", lambda s: LostBrokerConsumer())
+    monkeypatch.setattr(control, "_catch_up", catch_up)
+    monkeypatch.setattr(control, "RETRY_S", 0.0)
+    follower = control.ModelControl(load({}), FakeHolder(FakeScorer(), tmp_path))
+    monkeypatch.setattr(follower, "_rebuild", lambda: None)
+    LostBrokerConsumer.stopped = 0
+    await asyncio.wait_for(follower.start(), 5.0)
+    assert follower.ready.is_set() and len(attempts) == 2
+    assert LostBrokerConsumer.stopped == 1  # the failed one, not the serving one
+
+
+async def test_start_still_stops_when_its_task_is_cancelled(monkeypatch, tmp_path):
+    from trialwatch.streams.settings import load
+
+    async def never(consumer, s, state, timeout_s):
+        raise TimeoutError("broker away")
+
+    monkeypatch.setattr(control, "_consumer", lambda s: LostBrokerConsumer())
+    monkeypatch.setattr(control, "_catch_up", never)
+    monkeypatch.setattr(control, "RETRY_S", 0.05)
+    follower = control.ModelControl(load({}), FakeHolder(FakeScorer(), tmp_path))
+    task = asyncio.create_task(follower.start())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not follower.ready.is_set()
