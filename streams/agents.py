@@ -1,18 +1,24 @@
 """The scoring agent: every visit event re-scores its patient.
 
-Thin on purpose: Faust wiring only. What happens to a message is in
-``streams.processing``; the per-event model logic is ``models.pipeline.step``.
+Thin on purpose: Faust wiring only. Events are taken in micro-batches (up to
+``TRIALWATCH_BATCH_MAX`` events or ``TRIALWATCH_BATCH_MS``); what happens to a
+batch is in ``streams.processing``; the model logic is ``models.pipeline``.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from faust.types import EventT
+
+from trialwatch.models.state import PatientState
 from trialwatch.streams import runtime
 from trialwatch.streams.app import app
+from trialwatch.streams.eventcontext import writing_as
 from trialwatch.streams.monitoring import fold, publish_gauges
-from trialwatch.streams.processing import EventProcessor, Outputs
+from trialwatch.streams.processing import EventProcessor, Message, Outputs
 from trialwatch.streams.recalibrator import AutoRecalibrator, publish_calibration
+from trialwatch.streams.statecache import StateCache
 from trialwatch.streams.tables import model_trial_to_outcomes, patient_to_state
 from trialwatch.streams.topics import (
     dead_letter_topic,
@@ -37,8 +43,26 @@ async def _send_dead_letter(key: bytes | None, value: bytes, headers: dict[str, 
     )
 
 
-def _set_state(key: bytes, state) -> None:
-    patient_to_state[key] = state
+# Decoded states in front of the patient table (streams.statecache).
+STATES = StateCache(patient_to_state, runtime.settings.state_cache)
+
+
+def _set_states(writes: list[tuple[bytes, PatientState, EventT]]) -> None:
+    """A batch's writes: each in the partition of the patient's last event."""
+    for key, state, event in writes:
+        with writing_as(event):
+            STATES.set(key, state)
+
+
+def _message(event: EventT) -> Message:
+    m = event.message
+    return Message(
+        event.key,
+        event.value,
+        f"{m.topic}[{m.partition}]@{m.offset}",
+        (m.partition, m.offset),
+        event,
+    )
 
 
 def build_processor() -> EventProcessor:
@@ -46,8 +70,9 @@ def build_processor() -> EventProcessor:
         send_score=lambda key, score: risk_scores_topic.send(key=key, value=score),
         send_alert=_send_alert,
         send_dead_letter=_send_dead_letter,
-        get_state=patient_to_state.get,
-        set_state=_set_state,
+        get_state=STATES.get,
+        set_state=STATES.set,  # unused: set_states writes in the right partition
+        set_states=_set_states,
         alert_published=runtime.ledger().contains,
         send_outcomes=lambda key, batch: model_outcomes_topic.send(key=key, value=batch),
         send_shadow=lambda key, score: shadow_scores_topic.send(key=key, value=score),
@@ -77,13 +102,16 @@ async def score_visit_events(stream):
     await runtime.control().ready.wait()  # the champion of record, not just LATEST
     processor = build_processor()
     PROCESSOR[:] = [processor]
+    batch_max, within = runtime.settings.batch_max, runtime.settings.batch_ms / 1000
     try:
-        async for event in stream.events():
-            message = event.message
-            origin = f"{message.topic}[{message.partition}]@{message.offset}"
-            position = (message.partition, message.offset)
-            await processor.process(event.key, event.value, origin, position)
-            runtime.PROCESSED[(message.topic, message.partition)] = message.offset
+        # noack_take: acked only once the batch's outputs are sent and its states
+        # written (take() would ack as events enter the buffer: at-most-once).
+        async for batch in stream.noack_take(batch_max, within=within):
+            await processor.process_batch([_message(event) for event in batch])
+            for event in batch:
+                await stream.ack(event)
+                message = event.message
+                runtime.PROCESSED[(message.topic, message.partition)] = message.offset
     finally:
         await runtime.ledger().close()
         await runtime.dashstore().flush()
@@ -113,11 +141,13 @@ WINDOWS: dict[bytes, object] = {}
 @app.on_partitions_revoked.connect
 async def _forget_windows_on_revoke(app, revoked, **kwargs) -> None:
     WINDOWS.clear()
+    STATES.clear()
 
 
 @app.on_partitions_assigned.connect
 async def _forget_windows_on_assign(app, assigned, **kwargs) -> None:
     WINDOWS.clear()
+    STATES.clear()
 
 
 @app.agent(model_outcomes_topic)

@@ -49,8 +49,14 @@ REDIS_FALLBACK = Counter(
 REDIS_UP = Gauge("trialwatch_redis_up", "1 when Redis answers, 0 when degraded", registry=REGISTRY)
 SCORE_LATENCY = Histogram(
     "trialwatch_scoring_seconds",
-    "Time to process one event (decode to outputs sent), worker-side",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+    "Time to process one micro-batch (decode to outputs sent and states written)",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "trialwatch_batch_events",
+    "Events per micro-batch of the scoring agent",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
     registry=REGISTRY,
 )
 CONSUMER_LAG = Gauge(

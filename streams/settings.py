@@ -32,6 +32,9 @@ ENV_VARS: dict[str, str] = {
     "TRIALWATCH_DEDUP_TTL_S": "2592000",
     "TRIALWATCH_AUTO_RECALIBRATE": "1",
     "TRIALWATCH_ALERT_BUDGET": "0",
+    "TRIALWATCH_BATCH_MAX": "500",
+    "TRIALWATCH_BATCH_MS": "20",
+    "TRIALWATCH_STATE_CACHE": "200000",
     "TRIALWATCH_WEB_TOKEN": "",
     "TRIALWATCH_WEB_USER": "",
     "TRIALWATCH_WEB_PASSWORD": "",
@@ -75,6 +78,9 @@ class Settings:
     dedup_ttl_s: int
     auto_recalibrate: bool
     alert_budget: int  # HIGH pages per site per event-time week; 0: no budget
+    batch_max: int  # visit events per micro-batch of the scoring agent
+    batch_ms: int  # the longest a consumed event waits for its batch to fill
+    state_cache: int  # decoded patient states kept in memory per worker
     web_token: str
     web_user: str
     web_password: str
@@ -246,6 +252,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
                 "TRIALWATCH_AUTO_RECALIBRATE", get("TRIALWATCH_AUTO_RECALIBRATE")
             ),
             alert_budget=int(get("TRIALWATCH_ALERT_BUDGET")),
+            batch_max=int(get("TRIALWATCH_BATCH_MAX")),
+            batch_ms=int(get("TRIALWATCH_BATCH_MS")),
+            state_cache=int(get("TRIALWATCH_STATE_CACHE")),
             web_token=env.get("TRIALWATCH_WEB_TOKEN", ""),
             web_user=env.get("TRIALWATCH_WEB_USER", ""),
             web_password=env.get("TRIALWATCH_WEB_PASSWORD", ""),
@@ -302,6 +311,13 @@ def security_problem(s: Settings) -> str | None:
         return "TRIALWATCH_WEB_USER and TRIALWATCH_WEB_PASSWORD go together: set both or neither"
     if s.alert_budget < 0:
         return f"TRIALWATCH_ALERT_BUDGET={s.alert_budget} must be 0 (no budget) or more"
+    for var, value, least in (
+        ("TRIALWATCH_BATCH_MAX", s.batch_max, 1),
+        ("TRIALWATCH_BATCH_MS", s.batch_ms, 1),
+        ("TRIALWATCH_STATE_CACHE", s.state_cache, 0),
+    ):
+        if value < least:
+            return f"{var}={value} must be {least} or more"
     return None
 
 

@@ -1,4 +1,4 @@
-"""The app runs with the two Faust overrides that reliability depends on.
+"""The app runs with the Faust overrides that reliability depends on.
 
 Their behaviour is proven against the real broker in
 ``tests/integration/test_reliability.py`` (broker restart, two workers); these
@@ -13,10 +13,15 @@ import logging
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from faust.streams import current_event
 from faust.types import TP
 
-from trialwatch.streams.app import app
+from trialwatch.streams.app import app, settings
+from trialwatch.streams.eventcontext import writing_as
 from trialwatch.streams.recovery import Recovery
+from trialwatch.streams.statecache import StateCache
+from trialwatch.streams.tables import patient_to_state
 from trialwatch.streams.transport import IdempotentProducer
 
 
@@ -197,3 +202,44 @@ async def test_table_recovery_of_a_stale_generation_resumes_nothing():
     names = _names(await _run_recovery(generation_id=6))
     assert not {"perform_seek", "seek", "flow_control.resume", "resume_partitions"} & set(names)
     assert "consumer.resume_flow" not in names and "completed.set" not in names
+
+
+# ------------------------------------------- table writes from a micro-batch
+class _Event:
+    """What a table write reads of the current event: its message's topic and partition."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(topic=settings.visit_events_topic, partition=partition)
+
+
+def test_a_table_write_outside_stream_iteration_has_no_partition_without_the_override():
+    assert current_event() is None
+    with pytest.raises(TypeError, match="outside of stream iteration"):
+        patient_to_state.partition_for_key(b"P1")
+
+
+def test_writing_as_gives_table_writes_the_events_partition_and_restores_it():
+    outer, inner = _Event(2), _Event(5)
+    with writing_as(outer):
+        with writing_as(inner):
+            assert current_event() is inner
+            assert patient_to_state.partition_for_key(b"P1") == 5
+        assert current_event() is outer
+        assert patient_to_state.partition_for_key(b"P1") == 2
+    assert current_event() is None
+
+
+def test_the_scoring_agent_writes_each_state_in_its_events_partition(monkeypatch):
+    from trialwatch.streams import agents
+
+    partitions: dict[bytes, int] = {}
+
+    class Table(dict):
+        def __setitem__(self, key: bytes, value: Any) -> None:
+            partitions[key] = patient_to_state.partition_for_key(key)
+            super().__setitem__(key, value)
+
+    monkeypatch.setattr(agents, "STATES", StateCache(Table(), 10))
+    agents._set_states([(b"P1", "s1", _Event(3)), (b"P2", "s2", _Event(6))])
+    assert partitions == {b"P1": 3, b"P2": 6}
+    assert agents.STATES.get(b"P1") == "s1" and current_event() is None

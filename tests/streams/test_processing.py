@@ -25,7 +25,7 @@ from trialwatch.models.state import PatientState
 from trialwatch.schemas import codec, registry
 from trialwatch.schemas.exceptions import DecodeError
 from trialwatch.streams.cache import Claim, RiskCache
-from trialwatch.streams.processing import EventProcessor, Outputs
+from trialwatch.streams.processing import EventProcessor, Message, Outputs
 
 PATIENT = "P1"
 KEY = PATIENT.encode()
@@ -427,3 +427,67 @@ async def test_a_redelivered_latest_event_resends_its_site_delta(worker, history
     worker.log.clear()
     assert await worker.feed(history[:-1]) == ["duplicate"] * (len(history) - 1)
     assert worker.log == []  # older duplicates: nothing, their sites have them
+
+
+# ------------------------------------------------------------------- batches
+def _interleaved(history: list[dict], patients: list[str]) -> list[tuple[bytes | None, bytes]]:
+    """Several patients' copies of ``history``, interleaved in time order, plus a
+    duplicate, an undecodable message and one keyed to the wrong patient."""
+    events = []
+    for n, pid in enumerate(patients):
+        for e in history:
+            events.append({**e, "patient_id": pid, "event_id": f"{pid}-{e['event_id']}",
+                           "event_time": e["event_time"] + n * 3_600_000})  # fmt: skip
+    events.sort(key=lambda e: e["event_time"])
+    messages = [(e["patient_id"].encode(), codec.encode(e)) for e in events]
+    messages.insert(5, messages[3])  # re-delivered
+    messages.insert(8, (b"P-x", b"not avro"))
+    messages.insert(11, (b"P-other", messages[9][1]))
+    return messages
+
+
+async def test_a_batch_sends_what_one_by_one_sends_and_writes_each_patient_once(scorer, history):
+    messages = _interleaved(history, ["PA", "PB", "PC"])
+    single = make_worker(scorer)
+    one_by_one = [await single.processor.process(k, v, "o") for k, v in messages]
+    batched = make_worker(scorer)
+    msgs = [Message(k, v, "o") for k, v in messages]
+    assert await batched.processor.process_batch(msgs) == one_by_one
+    assert {"scored", "duplicate", "dead_lettered"} <= set(one_by_one)
+
+    def sends(worker: Worker) -> list[tuple]:
+        return [e for e in worker.log if e[0] != "set_state"]
+
+    assert sends(batched) == sends(single)
+    writes = [e for e in batched.log if e[0] == "set_state"]
+    assert batched.log[-len(writes) :] == writes  # every write after every send
+    assert sorted(e[1] for e in writes) == [b"PA", b"PB", b"PC"]
+    assert batched.out.states == single.out.states
+
+
+async def test_a_batch_hands_each_write_the_context_of_its_patients_last_message(scorer, history):
+    written: list[tuple] = []
+    worker = make_worker(scorer)
+    worker.processor.out.set_states = written.extend
+    messages = _interleaved(history[:4], ["PA", "PB"])
+    last = {k: i for i, (k, _) in enumerate(messages) if k in (b"PA", b"PB")}
+    await worker.processor.process_batch([Message(k, v, "o", context=i)
+                                          for i, (k, v) in enumerate(messages)])  # fmt: skip
+    assert {key: context for key, _, context in written} == last
+    assert not [e for e in worker.log if e[0] == "set_state"]
+
+
+async def test_a_bug_in_a_batch_dead_letters_only_the_event_it_trips_on(scorer, history):
+    worker = make_worker(scorer)
+    await worker.feed(history[:2])
+    broken = dataclasses.replace(worker.out.states[KEY], seen=None)
+    states = worker.out.states
+    worker.processor.out.get_state = lambda key: broken if key == KEY else states.get(key)
+    other = [{**e, "patient_id": "PB", "event_id": f"PB-{e['event_id']}"} for e in history[:3]]
+    messages = [Message(KEY, codec.encode(history[2]), "o")]
+    messages += [Message(b"PB", codec.encode(e), "o") for e in other]
+    outcomes = await worker.processor.process_batch(messages)
+    assert outcomes == ["dead_lettered", "scored", "scored", "scored"]
+    [dead] = [e for e in worker.log if e[0] == "send_dead_letter"]
+    assert dead[3]["reason"] == "internal_error"
+    assert worker.out.states[b"PB"] == expected_steps(scorer, other)[-1].state
