@@ -8,6 +8,7 @@ batch is in ``streams.processing``; the model logic is ``models.pipeline``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from faust.types import EventT
 
@@ -37,10 +38,31 @@ async def _send_alert(key: bytes, alert: dict) -> None:
     await ack  # alerts are rare: wait for the broker before marking them sent
 
 
+class Deliveries:
+    """The broker acknowledgements of a batch's sends, awaited together before its
+    state writes (one round trip per batch, not per send)."""
+
+    def __init__(self) -> None:
+        self.pending: list[Awaitable] = []
+
+    def sender(self, topic) -> Callable[[bytes, object], Awaitable[None]]:
+        async def send(key: bytes, value: object) -> None:
+            self.pending.append(await topic.send(key=key, value=value))
+
+        return send
+
+    async def wait(self) -> None:
+        pending, self.pending = self.pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+
+DELIVERIES = Deliveries()
+
+
 async def _send_dead_letter(key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
-    await dead_letter_topic.send(
-        key=key, value=value, headers={k: v.encode() for k, v in headers.items()}
-    )
+    encoded = {k: v.encode() for k, v in headers.items()}
+    DELIVERIES.pending.append(await dead_letter_topic.send(key=key, value=value, headers=encoded))
 
 
 # Decoded states in front of the patient table (streams.statecache).
@@ -67,16 +89,17 @@ def _message(event: EventT) -> Message:
 
 def build_processor() -> EventProcessor:
     outputs = Outputs(
-        send_score=lambda key, score: risk_scores_topic.send(key=key, value=score),
+        send_score=DELIVERIES.sender(risk_scores_topic),
         send_alert=_send_alert,
         send_dead_letter=_send_dead_letter,
         get_state=STATES.get,
         set_state=STATES.set,  # unused: set_states writes in the right partition
         set_states=_set_states,
         alert_published=runtime.ledger().contains,
-        send_outcomes=lambda key, batch: model_outcomes_topic.send(key=key, value=batch),
-        send_shadow=lambda key, score: shadow_scores_topic.send(key=key, value=score),
-        send_site_delta=lambda key, delta: site_deltas_topic.send(key=key, value=delta),
+        send_outcomes=DELIVERIES.sender(model_outcomes_topic),
+        send_shadow=DELIVERIES.sender(shadow_scores_topic),
+        send_site_delta=DELIVERIES.sender(site_deltas_topic),
+        delivered=DELIVERIES.wait,
         show_score=runtime.dashstore().put_score,
         show_end=runtime.dashstore().put_ended,
     )

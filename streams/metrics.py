@@ -70,15 +70,15 @@ CONSUMER_LAG = Gauge(
 PROGRESS: dict[str, float | int | None] = {"count": 0, "first": None, "last": None}
 
 
-def tick() -> None:
-    """Wall-clock times of the first and last processed event (for benchmarks)."""
+def tick(events: int = 1) -> None:
+    """Events processed, and wall-clock times of the first and last (for benchmarks)."""
     import time
 
     now = time.time()
     if PROGRESS["first"] is None:
         PROGRESS["first"] = now
     PROGRESS["last"] = now
-    PROGRESS["count"] += 1
+    PROGRESS["count"] += events
 
 
 REALIZED = {

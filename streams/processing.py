@@ -49,6 +49,10 @@ async def _nowhere(key: bytes, record: dict) -> None:
     return None
 
 
+async def _all_delivered() -> None:
+    return None
+
+
 def _unshown(record: dict) -> None:
     return None
 
@@ -80,6 +84,9 @@ class Outputs:
     # a batch's state writes at once: (key, state, the context of the patient's last
     # message); when None, ``set_state`` is called per patient
     set_states: Callable[[list[tuple[bytes, PatientState, Any]]], None] | None = None
+    # returns once the broker acknowledged every send so far: awaited before the
+    # state writes, so no state is durable ahead of its batch's outputs
+    delivered: Callable[[], Awaitable[None]] = _all_delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +160,13 @@ class EventProcessor:
             await self._send(item, result, serving, message.position)
             if result.outcome is not Outcome.DUPLICATE:
                 writes[item.key] = (result.state, message.context)
+        await self.out.delivered()
         self._write(writes)
         for outcome in outcomes:
             metrics.OUTCOMES.labels(outcome).inc()
         metrics.SCORE_LATENCY.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(messages))
-        metrics.tick()
+        metrics.tick(len(messages))
         return outcomes
 
     def _decode(self, message: Message) -> _Decoded | Refused:

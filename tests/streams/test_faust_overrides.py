@@ -243,3 +243,29 @@ def test_the_scoring_agent_writes_each_state_in_its_events_partition(monkeypatch
     agents._set_states([(b"P1", "s1", _Event(3)), (b"P2", "s2", _Event(6))])
     assert partitions == {b"P1": 3, b"P2": 6}
     assert agents.STATES.get(b"P1") == "s1" and current_event() is None
+
+
+async def test_deliveries_wait_for_every_acknowledgement_of_the_batch():
+    import asyncio
+
+    from trialwatch.streams.agents import Deliveries
+
+    loop = asyncio.get_running_loop()
+    acks: list[asyncio.Future] = []
+
+    class Topic:
+        async def send(self, key: bytes, value: object) -> asyncio.Future:
+            acks.append(loop.create_future())
+            return acks[-1]
+
+    deliveries = Deliveries()
+    send = deliveries.sender(Topic())
+    await send(b"P1", {"n": 1})
+    await send(b"P2", {"n": 2})
+    waiting = asyncio.ensure_future(deliveries.wait())
+    acks[0].set_result("ok")
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # one acknowledgement is still out
+    acks[1].set_result("ok")
+    await asyncio.wait_for(waiting, 1)
+    assert deliveries.pending == []

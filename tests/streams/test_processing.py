@@ -491,3 +491,27 @@ async def test_a_bug_in_a_batch_dead_letters_only_the_event_it_trips_on(scorer, 
     [dead] = [e for e in worker.log if e[0] == "send_dead_letter"]
     assert dead[3]["reason"] == "internal_error"
     assert worker.out.states[b"PB"] == expected_steps(scorer, other)[-1].state
+
+
+async def test_a_batch_counts_every_event_in_the_progress_the_benchmarks_read(scorer, history):
+    from trialwatch.streams import metrics
+
+    worker = make_worker(scorer)
+    before = metrics.PROGRESS["count"]
+    await worker.processor.process_batch([Message(KEY, codec.encode(e)) for e in history[:5]])
+    assert metrics.PROGRESS["count"] - before == 5
+
+
+async def test_a_batch_waits_for_every_delivery_before_its_first_state_write(scorer, history):
+    worker = make_worker(scorer)
+
+    async def delivered() -> None:
+        worker.log.append(("delivered",))
+
+    worker.processor.out.delivered = delivered
+    messages = _interleaved(history[:4], ["PA", "PB"])
+    await worker.processor.process_batch([Message(k, v, "o") for k, v in messages])
+    kinds = worker.kinds()
+    assert kinds.count("delivered") == 1
+    assert kinds.index("delivered") == kinds.index("set_state") - 1
+    assert all(kind == "set_state" for kind in kinds[kinds.index("delivered") + 1 :])
