@@ -61,7 +61,7 @@ async def promote(s: Settings, version: str, issued_by: str = "promote") -> None
     tracking.set_alias(version, "champion")
     console.print(
         f"[green]champion is now {escape(version)}[/green] (was {escape(str(current))}); "
-        "workers switch between two events"
+        "workers switch between two micro-batches"
     )
 
 

@@ -1,8 +1,8 @@
 """The models a worker serves: a champion, an optional shadow challenger, swapped whole.
 
-``Serving`` is an immutable snapshot; the scoring agent reads it once per event
-(per batch), so an event is never scored by a mix of versions, and a swap
-(``streams.control``) takes effect between two events. One agent consumes all of
+``Serving`` is an immutable snapshot; the scoring agent reads it once per
+micro-batch, so an event is never scored by a mix of versions, and a swap
+(``streams.control``) takes effect between two batches. One agent consumes all of
 the worker's partitions in one sequence, so each partition switches at one offset.
 """
 
