@@ -102,6 +102,50 @@ async def test_projecting_the_same_scores_twice_changes_nothing(redis_url):
         await cache.close()
 
 
+async def test_one_flush_of_many_sites_and_trials_keeps_each_queue_its_own(redis_url):
+    store, cache = await _stores(redis_url)
+
+    def at(score: dict, trial: str, site: str) -> dict:
+        return {**score, "trial_id": trial, "site_id": site}
+
+    try:
+        await _project(
+            store,
+            cache,
+            [
+                at(_score("a1", "HIGH", 10.0, T0), "T1", "S1"),
+                at(_score("a2", "CRITICAL", 20.0, T0), "T1", "S1"),
+                at(_score("b1", "HIGH", 30.0, T0), "T1", "S2"),
+                at(_score("c1", "CRITICAL", 40.0, T0), "T2", "S1"),
+                at(_score("c2", "LOW", 50.0, T0), "T2", "S1"),
+            ],
+        )
+        # a later flush: a2's risk falls, c2's rises, a1 gets two points at once
+        await _project(
+            store,
+            cache,
+            [
+                at(_score("a2", "LOW", 20.0, T0 + 1), "T1", "S1"),
+                at(_score("c2", "HIGH", 60.0, T0 + 1), "T2", "S1"),
+                at(_score("a1", "HIGH", 11.0, T0 + 2), "T1", "S1"),
+                at(_score("a1", "HIGH", 12.0, T0 + 3), "T1", "S1"),
+            ],
+        )
+
+        def ids(queue: list[dict]) -> list[str]:
+            return [r["patient_id"] for r in queue]
+
+        assert ids(await store.queue("T1", "S1")) == ["a1"]
+        assert ids(await store.queue("T1", "S2")) == ["b1"]
+        assert ids(await store.queue("T2", "S1")) == ["c2", "c1"]
+        assert await store.trials() == ["T1", "T2"]
+        assert [r["site_id"] for r in await store.site_rows("T1")] == ["S1", "S2"]
+        assert [p["event_time"] for p in await store.trajectory("a1")] == [T0, T0 + 2, T0 + 3]
+    finally:
+        await store.close()
+        await cache.close()
+
+
 async def test_an_ended_participant_leaves_the_queue(redis_url):
     store, cache = await _stores(redis_url)
     try:
