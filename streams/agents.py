@@ -13,8 +13,11 @@ from collections.abc import Awaitable, Callable
 from faust.types import EventT
 
 from trialwatch.models.state import PatientState
+from trialwatch.schemas import codec as avro
 from trialwatch.streams import runtime
 from trialwatch.streams.app import app
+from trialwatch.streams.batchsend import BatchSender
+from trialwatch.streams.codecs import NAMES
 from trialwatch.streams.eventcontext import writing_as
 from trialwatch.streams.monitoring import fold, publish_gauges
 from trialwatch.streams.processing import EventProcessor, Message, Outputs
@@ -38,31 +41,24 @@ async def _send_alert(key: bytes, alert: dict) -> None:
     await ack  # alerts are rare: wait for the broker before marking them sent
 
 
-class Deliveries:
-    """The broker acknowledgements of a batch's sends, awaited together before its
-    state writes (one round trip per batch, not per send)."""
-
-    def __init__(self) -> None:
-        self.pending: list[Awaitable] = []
-
-    def sender(self, topic) -> Callable[[bytes, object], Awaitable[None]]:
-        async def send(key: bytes, value: object) -> None:
-            self.pending.append(await topic.send(key=key, value=value))
-
-        return send
-
-    async def wait(self) -> None:
-        pending, self.pending = self.pending, []
-        if pending:
-            await asyncio.gather(*pending)
+# A batch's scores, deltas, outcomes and dead letters: produce batches per
+# partition through the producer Faust runs, awaited before the state writes.
+OUTBOX = BatchSender(lambda: app.producer._producer)
 
 
-DELIVERIES = Deliveries()
+def _sender(topic) -> Callable[[bytes, dict], Awaitable[None]]:
+    """Encodes with the topic's own Avro record (its declared value serializer)."""
+    name, record = topic.get_topic_name(), NAMES[topic.value_serializer]
+
+    async def send(key: bytes, value: dict) -> None:
+        OUTBOX.add(name, key, avro.encode(value, record))
+
+    return send
 
 
 async def _send_dead_letter(key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
-    encoded = {k: v.encode() for k, v in headers.items()}
-    DELIVERIES.pending.append(await dead_letter_topic.send(key=key, value=value, headers=encoded))
+    encoded = [(k, v.encode()) for k, v in headers.items()]
+    OUTBOX.add(dead_letter_topic.get_topic_name(), key, value, encoded)
 
 
 # Decoded states in front of the patient table (streams.statecache).
@@ -89,17 +85,17 @@ def _message(event: EventT) -> Message:
 
 def build_processor() -> EventProcessor:
     outputs = Outputs(
-        send_score=DELIVERIES.sender(risk_scores_topic),
+        send_score=_sender(risk_scores_topic),
         send_alert=_send_alert,
         send_dead_letter=_send_dead_letter,
         get_state=STATES.get,
         set_state=STATES.set,  # unused: set_states writes in the right partition
         set_states=_set_states,
         alert_published=runtime.ledger().contains,
-        send_outcomes=DELIVERIES.sender(model_outcomes_topic),
-        send_shadow=DELIVERIES.sender(shadow_scores_topic),
-        send_site_delta=DELIVERIES.sender(site_deltas_topic),
-        delivered=DELIVERIES.wait,
+        send_outcomes=_sender(model_outcomes_topic),
+        send_shadow=_sender(shadow_scores_topic),
+        send_site_delta=_sender(site_deltas_topic),
+        delivered=OUTBOX.flush,
         show_score=runtime.dashstore().put_score,
         show_end=runtime.dashstore().put_ended,
     )

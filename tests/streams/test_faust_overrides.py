@@ -245,27 +245,23 @@ def test_the_scoring_agent_writes_each_state_in_its_events_partition(monkeypatch
     assert agents.STATES.get(b"P1") == "s1" and current_event() is None
 
 
-async def test_deliveries_wait_for_every_acknowledgement_of_the_batch():
-    import asyncio
+async def test_the_agent_batches_its_outputs_with_each_topics_own_record(monkeypatch):
+    """The scoring agent's sends bypass Faust's Topic.send (streams.batchsend): each
+    output is encoded with its topic's declared Avro record and waits in the outbox
+    until the batch flushes; a dead letter keeps its bytes and gets its headers."""
+    from tests.schemas.factories import score_factory
+    from trialwatch.schemas import codec
+    from trialwatch.streams import agents
+    from trialwatch.streams.batchsend import BatchSender
 
-    from trialwatch.streams.agents import Deliveries
-
-    loop = asyncio.get_running_loop()
-    acks: list[asyncio.Future] = []
-
-    class Topic:
-        async def send(self, key: bytes, value: object) -> asyncio.Future:
-            acks.append(loop.create_future())
-            return acks[-1]
-
-    deliveries = Deliveries()
-    send = deliveries.sender(Topic())
-    await send(b"P1", {"n": 1})
-    await send(b"P2", {"n": 2})
-    waiting = asyncio.ensure_future(deliveries.wait())
-    acks[0].set_result("ok")
-    await asyncio.sleep(0.01)
-    assert not waiting.done()  # one acknowledgement is still out
-    acks[1].set_result("ok")
-    await asyncio.wait_for(waiting, 1)
-    assert deliveries.pending == []
+    outbox = BatchSender(lambda: None)
+    monkeypatch.setattr(agents, "OUTBOX", outbox)
+    score = score_factory()
+    await agents._sender(agents.risk_scores_topic)(b"P1", score)
+    await agents._send_dead_letter(b"P2", b"\x00garbage", {"reason": "bad_marker"})
+    [(topic, key, value, headers), dead] = outbox._records
+    assert (topic, key, headers) == (settings.risk_scores_topic, b"P1", [])
+    assert codec.decode(value, "RiskScore") == codec.decode(
+        codec.encode(score, "RiskScore"), "RiskScore"
+    )
+    assert dead == (settings.dlq_topic, b"P2", b"\x00garbage", [("reason", b"bad_marker")])
