@@ -68,8 +68,4 @@ def final_states(changelog_records) -> dict[bytes, PatientState]:
     latest = {}
     for record in changelog_records:
         latest[record.key] = record.value
-    return {
-        key: decode_state(value)
-        for key, value in latest.items()
-        if value is not None
-    }
+    return {key: decode_state(value) for key, value in latest.items() if value is not None}
