@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--components",
         action="store_true",
-        help="only the component benchmarks that need no broker (codec, simulator, "
+        help="only the component benchmarks that need no broker (codec, state codec, simulator, "
         "scorer, backfill)",
     )
     parser.add_argument(

@@ -1,7 +1,8 @@
 """Component benchmarks run by ``make bench`` before the stream benchmark.
 
 Medians of repeated runs, measured side by side in one process: Avro codec
-(fastavro vs the reference ``avro`` package), the simulator, state + features,
+(fastavro vs the reference ``avro`` package), the patient table's state codec
+(the v2 layout against v3), the simulator, state + features,
 the scorer (single row, batch, explanation), the offline backfill (the per-event
 step as before against ``step_batch``), and replay publishing to Kafka. Long
 stages print a progress line on stderr every few seconds.
@@ -21,12 +22,12 @@ import numpy as np
 from trialwatch.schemas import codec
 
 
-def _median_time(fn, repeats: int = 5) -> float:
+def _median_time(fn, repeats: int = 5, clock=time.perf_counter) -> float:
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -123,6 +124,66 @@ def scorer_bench(model_dir: Path, events: list[dict]) -> dict:
         "score_one_us (p + retention curve + CLV)": round(single * 1e6, 1),
         "batch_rows_per_s (calibrated p)": round(len(X) / batch),
         "explain_ms": round(explain * 1e3, 3),
+    }
+
+
+def realistic_states(model_dir: Path, events: list[dict], n_events: int = 20_000) -> list:
+    """The states a worker holds after ``n_events`` of the bench's events, open
+    predictions included (the backfill's step, with the model)."""
+    from trialwatch.models.alerts import AlertPolicy
+    from trialwatch.models.scorer import Scorer
+    from trialwatch.producers.backfill import backfill_events
+
+    states: dict = {}
+    records = ((i, e, None) for i, e in enumerate(events[:n_events]))
+    for _ in backfill_events(records, Scorer.load(model_dir), AlertPolicy(), states=states):
+        pass
+    return list(states.values())
+
+
+def state_codec_bench(model_dir: Path, events: list[dict], repeats: int = 7) -> dict:
+    """µs per state to encode and to decode the patient table's values: the v2
+    layout (fastavro over the parallel-array record, what the table wrote before)
+    against v3 (``models.state.encode_state``), alternating, median of ``repeats``.
+    Each number is one pass over all the states."""
+    from trialwatch.models.state import decode_state, encode_state, from_record, to_record
+
+    states = realistic_states(model_dir, events)
+    old_bytes = [codec.encode_with(to_record(s), "PatientState", 2) for s in states]
+    new_bytes = [encode_state(s) for s in states]
+    if [decode_state(b) for b in new_bytes] != states or [
+        from_record(codec.decode(b, "PatientState", 2)) for b in old_bytes
+    ] != states:
+        raise SystemExit("state codec bench: a decoded state differs from the encoded one")
+    sides = {
+        "v2 encode": lambda: [codec.encode_with(to_record(s), "PatientState", 2) for s in states],
+        "v2 decode": lambda: [from_record(codec.decode(b, "PatientState", 2)) for b in old_bytes],
+        "v3 encode": lambda: [encode_state(s) for s in states],
+        "v3 decode": lambda: [decode_state(b) for b in new_bytes],
+    }
+    # CPU time of this process as well as wall time: on a shared machine the wall
+    # clock also counts the time other processes held the cores.
+    clocks = {"cpu": time.process_time, "wall": time.perf_counter}
+    runs: dict[tuple[str, str], list[float]] = {(n, c): [] for n in sides for c in clocks}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            for clock_name, clock in clocks.items():
+                runs[name, clock_name].append(_median_time(fn, 1, clock) / len(states) * 1e6)
+    us = {key: statistics.median(times) for key, times in runs.items()}
+    total = {
+        (v, c): us[f"{v} encode", c] + us[f"{v} decode", c] for v in ("v2", "v3") for c in clocks
+    }
+    return {
+        "states": len(states),
+        **{f"{n} µs (cpu / wall)": f"{us[n, 'cpu']:.1f} / {us[n, 'wall']:.1f}" for n in sides},
+        **{
+            f"{v} encode + decode µs (cpu / wall)": f"{total[v, 'cpu']:.1f} / "
+            f"{total[v, 'wall']:.1f}"
+            for v in ("v2", "v3")
+        },
+        "ratio (v2 / v3, cpu)": round(total["v2", "cpu"] / total["v3", "cpu"], 2),
+        "v2 bytes per state": round(float(np.mean([len(b) for b in old_bytes])), 1),
+        "v3 bytes per state": round(float(np.mean([len(b) for b in new_bytes])), 1),
     }
 
 
@@ -295,6 +356,7 @@ def run_offline(model_dir: Path, events: list[dict], repeats: int = 3) -> dict:
     """The components that need no broker (``python -m bench --components``)."""
     return {
         "codec": codec_bench(events),
+        "state codec": state_codec_bench(model_dir, events),
         "simulator_full_profile": simulator_bench(),
         "scorer": scorer_bench(model_dir, events),
         "backfill": backfill_bench(model_dir, events, repeats),

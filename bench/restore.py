@@ -16,6 +16,7 @@ import json
 import os
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -23,8 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.progress import Progress
 
 from bench.stream import RESULTS
-from trialwatch.models.state import apply, to_record
-from trialwatch.schemas import codec as avro
+from trialwatch.models.state import PatientState, apply, encode_state
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
 from trialwatch.streams.security import aiokafka_kwargs
@@ -34,20 +34,18 @@ from trialwatch.streams.workerproc import WorkerProcess, free_port, rss_mb
 PARTITIONS = 8
 
 
-def template_records(n_patients: int = 2_000) -> list[dict]:
+def template_records(n_patients: int = 2_000) -> list[PatientState]:
     """Final per-patient states of a simulated world: realistic ring fill and sizes."""
-    from dataclasses import replace
-
     from trialwatch.producers.simulator import PROFILES, simulate
 
     world = simulate(replace(PROFILES["quick"], n_participants=n_patients, seed=11))
     states = {}
     for event in world.events:
         states[event["patient_id"]] = apply(states.get(event["patient_id"]), event)[0]
-    return [to_record(s) for s in states.values()]
+    return list(states.values())
 
 
-async def write_changelog(kafka: dict, topic: str, templates: list[dict], n: int) -> int:
+async def write_changelog(kafka: dict, topic: str, templates: list[PatientState], n: int) -> int:
     """N state records keyed like the worker keys them; returns the bytes written."""
     admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
@@ -64,10 +62,10 @@ async def write_changelog(kafka: dict, topic: str, templates: list[dict], n: int
         with Progress(transient=True) as progress:
             task = progress.add_task(f"writing {n:,} states", total=n)
             for i in range(n):
-                record = dict(templates[i % len(templates)], patient_id=f"R{i:08d}")
-                value = avro.encode(record, "PatientState")
+                state = replace(templates[i % len(templates)], patient_id=f"R{i:08d}")
+                value = encode_state(state)
                 total += len(value)
-                await producer.send(topic, value, key=record["patient_id"].encode())
+                await producer.send(topic, value, key=state.patient_id.encode())
                 if i % 10_000 == 0:
                     progress.update(task, completed=i)
             await producer.flush()

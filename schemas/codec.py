@@ -53,21 +53,26 @@ class SingleObjectCodec:
         return out.getvalue()
 
     def decode(self, data: bytes) -> dict:
-        if len(data) < HEADER_SIZE:
-            if not data.startswith(MARKER[: len(data)]) or not data:
-                raise BadMarker("message does not start with the Avro single-object marker")
-            raise TruncatedMessage(f"{len(data)} bytes: shorter than the 10-byte header")
-        if data[:2] != MARKER:
-            raise BadMarker("message does not start with the Avro single-object marker C3 01")
-        writer = registry.BY_FINGERPRINT.get(data[2:HEADER_SIZE])
-        if writer is None:
-            raise UnknownFingerprint(f"unknown writer schema fingerprint {data[2:10].hex()}")
-        if writer.name != self.name:
-            raise UnknownFingerprint(f"message holds a {writer.name}, expected a {self.name}")
-        record = _read_body(data, writer, self.reader)
+        record = _read_body(data, writer_of(data, self.name), self.reader)
         if self._validate is not None:
             self._validate(record)
         return record
+
+
+def writer_of(data: bytes, name: str) -> registry.SchemaVersion:
+    """The writer version named by a single-object header, which must be one of ``name``'s."""
+    if len(data) < HEADER_SIZE:
+        if not data.startswith(MARKER[: len(data)]) or not data:
+            raise BadMarker("message does not start with the Avro single-object marker")
+        raise TruncatedMessage(f"{len(data)} bytes: shorter than the 10-byte header")
+    if data[:2] != MARKER:
+        raise BadMarker("message does not start with the Avro single-object marker C3 01")
+    writer = registry.BY_FINGERPRINT.get(data[2:HEADER_SIZE])
+    if writer is None:
+        raise UnknownFingerprint(f"unknown writer schema fingerprint {data[2:10].hex()}")
+    if writer.name != name:
+        raise UnknownFingerprint(f"message holds a {writer.name}, expected a {name}")
+    return writer
 
 
 def _read_body(data: bytes, writer: registry.SchemaVersion, reader: registry.SchemaVersion):
@@ -128,4 +133,4 @@ def encode_with(record: dict, schema: str, version: int) -> bytes:
     return out.getvalue()
 
 
-__all__ = ["SingleObjectCodec", "codec_for", "decode", "encode", "encode_with"]
+__all__ = ["SingleObjectCodec", "codec_for", "decode", "encode", "encode_with", "writer_of"]

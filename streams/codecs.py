@@ -10,7 +10,7 @@ from faust.serializers import codecs
 
 from trialwatch.models import kri
 from trialwatch.models.monitoring import OutcomeWindow
-from trialwatch.models.state import PatientState, from_record, to_record
+from trialwatch.models.state import PatientState, decode_state, encode_state
 from trialwatch.schemas import codec as avro
 from trialwatch.schemas import registry
 
@@ -49,7 +49,8 @@ for _codec_name, _record_name in NAMES.items():
 
 
 class PatientStateCodec(codecs.Codec):
-    """PatientState <-> Avro single-object bytes (schemas/patient_state.v*.avsc).
+    """PatientState <-> Avro single-object bytes (schemas/patient_state.v*.avsc):
+    written in the packed v3 layout (schemas.state_layout), v1/v2 values still read.
 
     Faust encodes every written value twice in a row (for RocksDB, then for the
     changelog); states are immutable, so the second encoding of the same object
@@ -64,12 +65,12 @@ class PatientStateCodec(codecs.Codec):
         last = self._last
         if last is not None and last[0] is obj:
             return last[1]
-        data = avro.encode(to_record(obj), "PatientState")
+        data = encode_state(obj)
         self._last = (obj, data)
         return data
 
     def _loads(self, s: bytes) -> PatientState:
-        return from_record(avro.decode(s, "PatientState"))
+        return decode_state(s)
 
 
 codecs.register("patient_state_object", PatientStateCodec())

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 
 from trialwatch.models.alerts import AlertPolicy
 from trialwatch.models.scorer import Scorer
-from trialwatch.models.state import PatientState, from_record
-from trialwatch.schemas import codec
+from trialwatch.models.state import PatientState, decode_state
 from trialwatch.streams.cache import RiskCache
 from trialwatch.streams.processing import EventProcessor, Outputs
 
@@ -69,8 +68,4 @@ def final_states(changelog_records) -> dict[bytes, PatientState]:
     latest = {}
     for record in changelog_records:
         latest[record.key] = record.value
-    return {
-        key: from_record(codec.decode(value, "PatientState"))
-        for key, value in latest.items()
-        if value is not None
-    }
+    return {key: decode_state(value) for key, value in latest.items() if value is not None}

@@ -11,10 +11,9 @@ import pytest
 from trialwatch.models.alerts import AlertPolicy
 from trialwatch.models.outcomes import OPEN_RING, SLOT_DAYS, mature, record
 from trialwatch.models.scorer import Scorer
-from trialwatch.models.state import to_record
+from trialwatch.models.state import encode_state
 from trialwatch.producers.backfill import backfill_events
 from trialwatch.producers.simulator import PROFILES, simulate
-from trialwatch.schemas import codec
 from trialwatch.schemas.contract import MS_PER_DAY
 
 H = 60
@@ -66,7 +65,7 @@ def test_a_finished_world_matures_every_prediction_and_state_stays_small(world, 
         times = [p[0] for p in predictions]
         assert all(b - a >= SLOT_DAYS * MS_PER_DAY for a, b in itertools.pairwise(times))
         assert {p[3] for p in predictions} == {scorer.version}
-    assert max(len(codec.encode(to_record(s), "PatientState")) for s in states.values()) <= 2048
+    assert max(len(encode_state(s)) for s in states.values()) <= 2048
 
 
 def test_events_delivered_twice_mature_the_same_outcomes(world, scorer) -> None:

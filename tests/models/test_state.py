@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from tests.models.factories import DAY, history_factory
 from trialwatch.models.exceptions import InvalidEventError, NotEnrolledError
-from trialwatch.models.state import Outcome, apply, from_record, to_record
-from trialwatch.schemas import codec
+from trialwatch.models.state import Outcome, apply, decode_state, encode_state, to_record
 
 
 def replay(events, state=None):
@@ -75,10 +74,10 @@ def test_state_stays_small_however_long_the_history():
     for i in range(1000):
         t += DAY // 2
         state, _ = apply(state, dict(events[1], event_id=f"epro-{i}", event_time=t))
-    data = codec.encode(to_record(state), "PatientState")
+    data = encode_state(state)
     assert state.epro_count == 1002
     assert len(data) < 2048
-    assert from_record(codec.decode(data, "PatientState")) == state
+    assert decode_state(data) == state
 
 
 @pytest.mark.parametrize(
