@@ -22,7 +22,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +43,9 @@ from trialwatch.models.tiers import choose_tiers
 
 Progress = Callable[[str, float], None]
 
-CHURN_PARAMS = {
+LightGBMParams = Mapping[str, bool | int | float | str]
+
+CHURN_PARAMS: dict[str, bool | int | float | str] = {
     "objective": "binary",
     "learning_rate": 0.04,
     "num_leaves": 15,
@@ -79,6 +81,8 @@ class TrainingSet:
     Either ``events`` in memory (a simulated world, event-time order) or
     ``read``: a callable that streams ``(number, event, error)`` records of a
     file once (``size`` records, for progress). Truth needs ``events``.
+    ``params`` override ``CHURN_PARAMS`` for this data (a profile's family is
+    tuned for its size: ``producers.training_sets.FAMILY_PARAMS``).
     """
 
     events: Sequence[dict] | None
@@ -86,6 +90,11 @@ class TrainingSet:
     truth: Truth | None = None
     read: Callable[[], Iterable[Record]] | None = None
     size: int | None = None
+    params: LightGBMParams = field(default_factory=dict)
+
+    def churn_params(self) -> dict[str, bool | int | float | str]:
+        """The LightGBM parameters this data trains with (the card records them)."""
+        return {**CHURN_PARAMS, **self.params}
 
     def records(self) -> Iterable[Record]:
         if self.read is not None:
@@ -190,7 +199,8 @@ def train(
     train_idx, valid_idx, test_idx = split.indices()
 
     progress("training LightGBM", 0.3)
-    churn = _fit_churn(X, y, train_idx, valid_idx)
+    params = data.churn_params()
+    churn = _fit_churn(X, y, train_idx, valid_idx, params)
     raw_valid = _predict(churn, X, valid_idx)
     cal_x, cal_y = _isotonic(raw_valid, y[split.valid])
     p_valid = np.interp(raw_valid, cal_x, cal_y)
@@ -276,7 +286,7 @@ def train(
             "split": "by patient, ordered by enrolment time: 60/20/20; censored rows "
                      "(horizon past the file's end, no withdrawal seen) left out",
         },
-        "model": {"trees": churn.num_trees(), "params": CHURN_PARAMS,
+        "model": {"trees": churn.num_trees(), "params": params,
                   "retention": retention.to_json()},
         "test_metrics": metrics,
         "ratio_to_oracle": None if truth is None else {
@@ -300,14 +310,14 @@ def train(
     return version_dir
 
 
-def _fit_churn(X, y, train_idx, valid_idx) -> lgb.Booster:
+def _fit_churn(X, y, train_idx, valid_idx, params: LightGBMParams) -> lgb.Booster:
     """LightGBM on rows ``train_idx``, early-stopped on ``valid_idx``; the binned
     Datasets are read from ``X`` by index and freed once the trees are grown."""
     names = list(FEATURE_NAMES)
     train_set = lgb.Dataset(_Rows(X, train_idx), y[train_idx], feature_name=names)
     valid_set = lgb.Dataset(_Rows(X, valid_idx), y[valid_idx], reference=train_set)
     booster = lgb.train(
-        CHURN_PARAMS,
+        dict(params),
         train_set,
         MAX_ROUNDS,
         valid_sets=[valid_set],
