@@ -64,6 +64,7 @@ MAX_ROUNDS = 400
 # float64 copies (~500 bytes a row), and 300k rows pin 28 coefficients down.
 LOGISTIC_MAX_ROWS = 300_000
 PREDICT_BLOCK = 65_536  # rows scored at a time: no float copy of a whole fold
+_PROGRESS = FEATURE_NAMES.index("trial_progress")  # the retention curve reads it
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ def train(
     transfer = {"test split": _transfer_row(y_test, p_test, oracle_test)}
     if truth is not None:
         metrics["oracle"] = binary_metrics(y_test, oracle_test)
-        curves = retention.curves(p_test, phase_index(X[test_idx]))
+        progress_test = X[test_idx, _PROGRESS]
+        curves = retention.curves(p_test, phase_index(X[test_idx]), progress_test)
         clv_table = _clv_calibration(data, rows, split, curves, attendance)
 
     def predict(Xe: np.ndarray) -> np.ndarray:
@@ -369,6 +371,7 @@ def _fit_retention(X, p, rows: RowTable, mask) -> RetentionModel:
     return fit_retention(
         p,
         phase_index(X),
+        X[:, _PROGRESS],
         rows.days_to_withdrawal()[mask],
         rows.days_to_end[mask],
         days_observed=rows.days_observed()[mask],
