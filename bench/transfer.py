@@ -4,9 +4,11 @@
                              [--family 12x500x8]
 
 Trains as ``train --profile quick`` does (randomized family, then the card's
-shifted worlds), with ``--set`` overriding ``models.training.CHURN_PARAMS`` and
-``--family`` the quick family (worlds x participants x trials), and prints the
-card's transfer table (value and ratio to the world's oracle) in 80 columns.
+shifted worlds), with ``--set`` overriding the quick family's LightGBM parameters
+(``producers.training_sets.FAMILY_PARAMS`` over ``models.training.CHURN_PARAMS``)
+and ``--family`` the quick family (worlds x participants x trials), and prints the
+card's transfer table (value and ratio to the world's oracle) in 80 columns, and
+the CLV decile calibration.
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE")
     parser.add_argument("--family", default=None, metavar="WORLDSxPARTICIPANTSxTRIALS")
     args = parser.parse_args(argv)
+    overrides = dict(training_sets.FAMILY_PARAMS.get("quick", {}))
     for item in args.set:
         key, _, value = item.partition("=")
-        training.CHURN_PARAMS[key] = _value(value)
+        overrides[key] = _value(value)
+    training_sets.FAMILY_PARAMS["quick"] = overrides
     if args.family:
         training_sets.FAMILIES["quick"] = tuple(int(v) for v in args.family.split("x"))
     started = time.process_time()
@@ -61,8 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         card = json.loads((path / "model_card.json").read_text())
     family = training_sets.FAMILIES["quick"]
     print(f"settings: {' '.join(args.set) or 'shipped'}; family {family}; "
-          f"{card['model']['trees']} trees; {time.process_time() - started:.0f} s CPU")  # fmt: skip
+          f"{card['model']['trees']} trees; {time.process_time() - started:.0f} s CPU, "
+          f"training {card['training_seconds']} s")  # fmt: skip
+    params = card["model"]["params"]
+    changed = {k: v for k, v in params.items() if training.CHURN_PARAMS.get(k) != v}
+    print(f"params over CHURN_PARAMS: {changed or 'none'}")
     print(table(card["transfer"]))
+    print("CLV predicted / realised by decile:",
+          " ".join(f"{row['ratio']:.3f}" for row in card["clv_decile_calibration"]))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from trialwatch.models.state import PatientState
 from trialwatch.models.tiers import Tiers
 
 _PHASE = FEATURE_NAMES.index("phase")  # coded 1..4
+_PROGRESS = FEATURE_NAMES.index("trial_progress")  # the retention curve reads it
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ class Scorer:
         """S(h) for h in RETENTION_DAYS, one row per row of X, non-increasing in h."""
         X = _check(X)
         probs = self.probabilities(X) if probs is None else probs
-        return self.retention.curves(probs, phase_index(X))
+        return self.retention.curves(probs, phase_index(X), X[:, _PROGRESS])
 
     def score_many(self, X: np.ndarray, states: list[PatientState], ats: list[int]) -> list[Score]:
         """Scores for rows of X: bitwise what ``score_one`` gives row by row (the
@@ -124,24 +125,25 @@ class Scorer:
         X = _check(X)
         probs = self.probabilities(X).tolist()
         phases = phase_index(X).tolist()
-        rows = zip(probs, phases, states, ats, strict=True)
-        return [self._score(p, ph, s, at) for p, ph, s, at in rows]
+        progress = X[:, _PROGRESS].tolist()
+        rows = zip(probs, phases, progress, states, ats, strict=True)
+        return [self._score(p, ph, g, s, at) for p, ph, g, s, at in rows]
 
     def score_one(self, x: np.ndarray, state: PatientState, at_ms: int) -> Score:
         """One row, the per-event path."""
         x = x.reshape(1, -1)
         p = float(self.probabilities(x)[0])
         phase = min(max(int(x[0, _PHASE]) - 1, 0), 3)
-        return self._score(p, phase, state, at_ms)
+        return self._score(p, phase, float(x[0, _PROGRESS]), state, at_ms)
 
-    def _score(self, p: float, phase: int, state: PatientState, at: int) -> Score:
+    def _score(self, p: float, phase: int, progress: float, state: PatientState, at: int) -> Score:
         """The trial's map (if any) turns the model's probability into the served
         one; the curve, CLV and tier all follow the served probability."""
         cal = self.calibrations.get(state.trial_id) if self.calibrations else None
         tiers = self.tiers
         if cal is not None:
             p, tiers = cal.apply_one(p), cal.tiers
-        curve = self.retention.curve_one(p, phase)
+        curve = self.retention.curve_one(p, phase, progress)
         value, at_risk = clv(state, at, curve, self.population_attendance)
         return Score(
             probability=p,

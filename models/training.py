@@ -22,7 +22,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +43,9 @@ from trialwatch.models.tiers import choose_tiers
 
 Progress = Callable[[str, float], None]
 
-CHURN_PARAMS = {
+LightGBMParams = Mapping[str, bool | int | float | str]
+
+CHURN_PARAMS: dict[str, bool | int | float | str] = {
     "objective": "binary",
     "learning_rate": 0.04,
     "num_leaves": 15,
@@ -62,6 +64,7 @@ MAX_ROUNDS = 400
 # float64 copies (~500 bytes a row), and 300k rows pin 28 coefficients down.
 LOGISTIC_MAX_ROWS = 300_000
 PREDICT_BLOCK = 65_536  # rows scored at a time: no float copy of a whole fold
+_PROGRESS = FEATURE_NAMES.index("trial_progress")  # the retention curve reads it
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class TrainingSet:
     Either ``events`` in memory (a simulated world, event-time order) or
     ``read``: a callable that streams ``(number, event, error)`` records of a
     file once (``size`` records, for progress). Truth needs ``events``.
+    ``params`` override ``CHURN_PARAMS`` for this data (a profile's family is
+    tuned for its size: ``producers.training_sets.FAMILY_PARAMS``).
     """
 
     events: Sequence[dict] | None
@@ -86,6 +91,11 @@ class TrainingSet:
     truth: Truth | None = None
     read: Callable[[], Iterable[Record]] | None = None
     size: int | None = None
+    params: LightGBMParams = field(default_factory=dict)
+
+    def churn_params(self) -> dict[str, bool | int | float | str]:
+        """The LightGBM parameters this data trains with (the card records them)."""
+        return {**CHURN_PARAMS, **self.params}
 
     def records(self) -> Iterable[Record]:
         if self.read is not None:
@@ -190,7 +200,8 @@ def train(
     train_idx, valid_idx, test_idx = split.indices()
 
     progress("training LightGBM", 0.3)
-    churn = _fit_churn(X, y, train_idx, valid_idx)
+    params = data.churn_params()
+    churn = _fit_churn(X, y, train_idx, valid_idx, params)
     raw_valid = _predict(churn, X, valid_idx)
     cal_x, cal_y = _isotonic(raw_valid, y[split.valid])
     p_valid = np.interp(raw_valid, cal_x, cal_y)
@@ -224,7 +235,8 @@ def train(
     transfer = {"test split": _transfer_row(y_test, p_test, oracle_test)}
     if truth is not None:
         metrics["oracle"] = binary_metrics(y_test, oracle_test)
-        curves = retention.curves(p_test, phase_index(X[test_idx]))
+        progress_test = X[test_idx, _PROGRESS]
+        curves = retention.curves(p_test, phase_index(X[test_idx]), progress_test)
         clv_table = _clv_calibration(data, rows, split, curves, attendance)
 
     def predict(Xe: np.ndarray) -> np.ndarray:
@@ -276,7 +288,7 @@ def train(
             "split": "by patient, ordered by enrolment time: 60/20/20; censored rows "
                      "(horizon past the file's end, no withdrawal seen) left out",
         },
-        "model": {"trees": churn.num_trees(), "params": CHURN_PARAMS,
+        "model": {"trees": churn.num_trees(), "params": params,
                   "retention": retention.to_json()},
         "test_metrics": metrics,
         "ratio_to_oracle": None if truth is None else {
@@ -300,14 +312,14 @@ def train(
     return version_dir
 
 
-def _fit_churn(X, y, train_idx, valid_idx) -> lgb.Booster:
+def _fit_churn(X, y, train_idx, valid_idx, params: LightGBMParams) -> lgb.Booster:
     """LightGBM on rows ``train_idx``, early-stopped on ``valid_idx``; the binned
     Datasets are read from ``X`` by index and freed once the trees are grown."""
     names = list(FEATURE_NAMES)
     train_set = lgb.Dataset(_Rows(X, train_idx), y[train_idx], feature_name=names)
     valid_set = lgb.Dataset(_Rows(X, valid_idx), y[valid_idx], reference=train_set)
     booster = lgb.train(
-        CHURN_PARAMS,
+        dict(params),
         train_set,
         MAX_ROUNDS,
         valid_sets=[valid_set],
@@ -359,6 +371,7 @@ def _fit_retention(X, p, rows: RowTable, mask) -> RetentionModel:
     return fit_retention(
         p,
         phase_index(X),
+        X[:, _PROGRESS],
         rows.days_to_withdrawal()[mask],
         rows.days_to_end[mask],
         days_observed=rows.days_observed()[mask],

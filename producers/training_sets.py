@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trialwatch.models.training import TrainingSet, Truth
+from trialwatch.models.training import LightGBMParams, TrainingSet, Truth
 from trialwatch.producers.files import JSON_SUFFIXES, count_records, read_events
 from trialwatch.producers.simulator import (
     PROFILES,
@@ -36,8 +36,15 @@ from trialwatch.producers.simulator import (
 # How each profile's training worlds are drawn: number of worlds, participants and
 # trials per world. The same participant count as the profile's single world.
 FAMILIES: dict[str, tuple[int, int, int]] = {
-    "quick": (6, 1_000, 8),
+    "quick": (12, 500, 8),
     "full": (20, 2_000, 8),
+}
+# LightGBM parameters a profile's family trains with, over ``CHURN_PARAMS``. The
+# quick family is small (6,000 participants): fewer, larger leaves from more worlds
+# rank shifted worlds better (issue #16; `python -m bench.transfer` measures it).
+# The full family keeps the defaults (not re-measured with these).
+FAMILY_PARAMS: dict[str, LightGBMParams] = {
+    "quick": {"num_leaves": 7, "min_data_in_leaf": 1500, "feature_fraction": 0.6},
 }
 # Evaluation worlds: fixed parameters outside the middle of the randomization
 # ranges, each with its own seed (no training world is one of them).
@@ -104,8 +111,11 @@ def randomized_configs(base: SimulationConfig, worlds: int, participants: int, t
     return configs
 
 
-def family_training_set(profile: str, configs: list[SimulationConfig]) -> TrainingSet:
-    """Several worlds as one history: ids prefixed per world, truth concatenated."""
+def family_training_set(
+    profile: str, configs: list[SimulationConfig], params: LightGBMParams | None = None
+) -> TrainingSet:
+    """Several worlds as one history: ids prefixed per world, truth concatenated;
+    ``params`` (LightGBM, over ``CHURN_PARAMS``) go with it."""
     events: list[dict] = []
     hazard, days_left, remaining, fingerprints = [], [], [], []
     for k, config in enumerate(configs):
@@ -139,6 +149,7 @@ def family_training_set(profile: str, configs: list[SimulationConfig]) -> Traini
         truth=Truth(
             probability=truth_world.true_probability, remaining_value=truth_world.remaining_value
         ),
+        params=dict(params or {}),
     )
 
 
@@ -174,13 +185,15 @@ def shifted_evaluations(profile: str) -> Mapping[str, TrainingSet]:
 def profile_training_set(
     profile: str, seed: int | None = None, randomized: bool = True
 ) -> TrainingSet:
-    """A named profile's training data: its randomized family (or, with
-    ``randomized=False``, its single world), optionally re-seeded."""
+    """A named profile's training data: its randomized family with the family's
+    LightGBM parameters (or, with ``randomized=False``, its single world with the
+    default ones), optionally re-seeded."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     config = PROFILES[profile] if seed is None else replace(PROFILES[profile], seed=seed)
     if randomized and profile in FAMILIES:
-        return family_training_set(profile, randomized_configs(config, *FAMILIES[profile]))
+        configs = randomized_configs(config, *FAMILIES[profile])
+        return family_training_set(profile, configs, FAMILY_PARAMS.get(profile))
     return world_training_set(simulate(config), profile)
 
 

@@ -18,7 +18,9 @@ from trialwatch.models.artifacts import resolve
 from trialwatch.models.exceptions import ArtifactError, ModelError
 from trialwatch.models.features import N_FEATURES, build_rows
 from trialwatch.models.scorer import Scorer
+from trialwatch.models.training import CHURN_PARAMS
 from trialwatch.producers.simulator import SimulationConfig, simulate
+from trialwatch.producers.training_sets import FAMILY_PARAMS
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,10 @@ def test_model_is_calibrated_and_beats_both_baselines(card):
     assert 0.8 <= m["lightgbm"]["calibration_slope"] <= 1.2
     assert m["lightgbm"]["pr_auc"] > m["logistic_regression"]["pr_auc"]
     assert m["lightgbm"]["pr_auc"] > m["one_rule_intervals_since_last_visit"]["pr_auc"]
+
+
+def test_card_records_the_lightgbm_params_the_profile_trained_with(card):
+    assert card["model"]["params"] == {**CHURN_PARAMS, **FAMILY_PARAMS.get("quick", {})}
 
 
 def test_clv_is_calibrated_by_decile(card):
