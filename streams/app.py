@@ -20,7 +20,6 @@ from trialwatch.streams.runtime import settings
 from trialwatch.streams.transport import Transport
 
 
-
 class TableManager(RawChangelogReads, RecoveringTableManager):
     """Faust's table manager with our overrides, one module each: recovery that
     keeps input events (``streams.recovery``) and changelogs read as raw bytes
