@@ -4,7 +4,7 @@ For each N: write N realistic PatientState records (the final states of a
 simulated world, re-keyed to N distinct patients) straight into a fresh app's
 table changelog, partitioned as the worker would, then start a fresh worker
 with an empty data directory and time it from process start until Faust reports
-table recovery complete (``/health`` -> ``tables_recovered``); then restart it
+table recovery complete (``/progress`` -> ``tables_recovered``); then restart it
 on its own RocksDB directory (a worker restart, not a new machine) and time that. An empty
 changelog gives the fixed start-up cost to subtract. Worker RSS and the CPU
 seconds it used until recovered are read from /proc (CPU time, unlike wall time,
@@ -84,7 +84,7 @@ def _dir_mb(path: Path) -> float:
 
 
 class RestoreProgress:
-    """``/health``'s ``changelog_remaining`` as states restored out of ``n``."""
+    """``/progress``'s ``changelog_remaining`` as states restored out of ``n``."""
 
     def __init__(self, label: str, n: int) -> None:
         self.n, self.lines, self.started = n, Progress(label, n, unit="states"), False
@@ -115,6 +115,7 @@ def restore_once(
     with WorkerProcess(env, workdir / f"restore-{app_id}.log", port=port) as worker:
         worker.wait_for(
             RestoreProgress(label, n),
+            path="/progress",  # not /health: its broker metadata fetch slows the restore
             timeout=timeout_s,
             what="done restoring its tables",
             interval=0.2,

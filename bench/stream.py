@@ -161,7 +161,7 @@ def full_pipeline(env_base: dict, n: int, workdir: Path, label: str) -> float:
         "TRIALWATCH_STANDBY_REPLICAS": "0",
     }
     worker = WorkerProcess(env, workdir / f"full-{run}.log", port=port)
-    return run_subprocess_bench(worker, "/health", n, label)
+    return run_subprocess_bench(worker, "/progress", n, label)  # /health asks the broker
 
 
 # ----------------------------------------------------------------- latency
