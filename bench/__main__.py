@@ -31,12 +31,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="instead: state size, RSS and restore time for these patient counts, "
         "e.g. 100000,1000000",
     )
+    parser.add_argument(
+        "--apply-batches",
+        default="",
+        help="instead: CPU us per record of the restore's RocksDB write for these "
+        "recovery buffer sizes, e.g. 100,1000,10000 (no broker)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     s = settings_module.load()
+    if args.apply_batches:
+        from bench.restore import apply_batch_bench
+
+        apply_batch_bench([int(n.replace("_", "")) for n in args.apply_batches.split(",")])
+        return
     if args.restore:
         from bench.restore import run_restore_bench
 

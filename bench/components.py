@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.progress import Progress
 from trialwatch.schemas import codec
 
 
@@ -187,25 +188,6 @@ def state_codec_bench(model_dir: Path, events: list[dict], repeats: int = 7) -> 
     }
 
 
-class Progress:
-    """A plain line on stderr every ``every_s`` seconds: events done / total and
-    the rate, so a person sees a long stage is alive (no carriage returns: a pipe
-    or a log file reads it as well as a terminal)."""
-
-    def __init__(self, label: str, total: int, every_s: float = 5.0) -> None:
-        self.label, self.total, self.every_s = label, total, every_s
-        self.start = self.last = time.perf_counter()
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        if now - self.last < self.every_s:
-            return
-        self.last = now
-        rate = done / (now - self.start)
-        print(f"  {self.label}: {done:,}/{self.total:,} events, {rate:,.0f}/s",
-              file=sys.stderr, flush=True)  # fmt: skip
-
-
 def _per_event_backfill(events: list[dict], scorer, policy, progress: Progress) -> list:
     """The backfill loop as it was: ``step`` per event (the reference)."""
     from trialwatch.models.exceptions import ModelError
@@ -261,7 +243,7 @@ def backfill_bench(model_dir: Path, events: list[dict], repeats: int = 3) -> dic
     outputs: dict[str, list] = {}
     for r in range(repeats):
         for name, run in sides.items():
-            progress = Progress(f"backfill {name} {r + 1}/{repeats}", len(events))
+            progress = Progress(f"  backfill {name} {r + 1}/{repeats}", len(events))
             start = time.perf_counter()
             outputs[name] = run(events, scorer, policy, progress)
             runs[name].append(len(events) / (time.perf_counter() - start))
@@ -309,8 +291,12 @@ def backfill_stages(model_dir: Path, events: list[dict], workdir: Path) -> dict:
     X = np.vstack(rows)
     lgbm_s = _once(lambda: scorer.probabilities(X))
     many_s = _once(lambda: scorer.score_many(X, [st for st, _ in scored], [at for _, at in scored]))
-    total_s = _once(lambda: _batched_backfill(events, scorer, AlertPolicy(), Progress("stages", n)))
-    alerts = sum(1 for d in _batched_backfill(events, scorer, AlertPolicy(), Progress("stages", n))
+
+    def stages() -> Progress:
+        return Progress("  backfill stages", n)
+
+    total_s = _once(lambda: _batched_backfill(events, scorer, AlertPolicy(), stages()))
+    alerts = sum(1 for d in _batched_backfill(events, scorer, AlertPolicy(), stages())
                  if d and d[2])  # fmt: skip
     explain_s = _once(lambda: [scorer.explain(x) for x in X[:200]]) / 200 * alerts
     parts = {"apply": apply_s, "features": feat_s, "LightGBM": lgbm_s,

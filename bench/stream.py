@@ -23,16 +23,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from rich.console import Console
 
+from bench.progress import Progress
 from trialwatch.schemas import codec as avro
 from trialwatch.streams import settings as settings_module
 from trialwatch.streams.admin import ensure_topics
+from trialwatch.streams.console import make_console
 from trialwatch.streams.security import aiokafka_kwargs
 from trialwatch.streams.settings import Settings
 from trialwatch.streams.workerproc import WorkerProcess, free_port
 
-console = Console(stderr=True)
+# lines whole when stderr is a pipe or a file (rich would wrap them at 80 columns)
+console = make_console(stderr=True)
 RESULTS = Path("bench-results")
 
 
@@ -51,16 +53,20 @@ def bench_events(n_events: int, n_patients: int) -> list[dict]:
 async def produce(kafka: dict, topic: str, events: list[dict]) -> None:
     producer = AIOKafkaProducer(**kafka, linger_ms=20, acks=1)
     await producer.start()
+    progress = Progress("producing the input", len(events))
     try:
-        for event in events:
+        for i, event in enumerate(events):
             await producer.send(topic, avro.encode(event), key=event["patient_id"].encode())
+            if i % 1_000 == 0:
+                progress.update(i)
         await producer.flush()
+        progress.finish(len(events))
     finally:
         await producer.stop()
 
 
 # --------------------------------------------------------------------- (a)
-async def passthrough(kafka: dict, source: str, n: int) -> float:
+async def passthrough(kafka: dict, source: str, n: int, label: str = "(a) passthrough") -> float:
     sink = f"{source}.passthrough-{uuid.uuid4().hex[:6]}"
     consumer = AIOKafkaConsumer(
         source,
@@ -75,8 +81,10 @@ async def passthrough(kafka: dict, source: str, n: int) -> float:
     await producer.start()
     seen = 0
     first = None
+    progress = Progress(label, n)
     try:
         while seen < n:
+            progress.update(seen)
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for records in batch.values():
                 for record in records:
@@ -93,19 +101,29 @@ async def passthrough(kafka: dict, source: str, n: int) -> float:
 
 
 # ----------------------------------------------------------------- (b)-(d)
-def run_subprocess_bench(worker: WorkerProcess, progress_path: str, n: int) -> float:
+def run_subprocess_bench(
+    worker: WorkerProcess, progress_path: str, n: int, label: str = "worker"
+) -> float:
     """Start a worker, wait until it processed ``n`` events, return events/s.
 
     The worker reports ``{"count", "first", "last"}`` (wall-clock seconds of its
-    first and last event) at ``progress_path``, so start-up is not counted.
+    first and last event) at ``progress_path``, so start-up is not counted; a
+    progress line on stderr every few seconds says how far it got.
     """
 
     def progress(body: dict) -> dict:
         return body.get("progress", body)
 
+    lines = Progress(label, n)
+
+    def done(body: dict) -> bool:
+        count = progress(body)["count"]
+        lines.update(count)
+        return count >= n
+
     with worker:
         body = worker.wait_for(
-            lambda b: progress(b)["count"] >= n,
+            done,
             path=progress_path,
             timeout=max(120.0, n / 100),  # a slow machine must not fail the run
             what=f"done with {n:,} events",
@@ -114,7 +132,7 @@ def run_subprocess_bench(worker: WorkerProcess, progress_path: str, n: int) -> f
     return p["count"] / (p["last"] - p["first"])
 
 
-def bare_faust(s: Settings, topic: str, mode: str, n: int, workdir: Path) -> float:
+def bare_faust(s: Settings, topic: str, mode: str, n: int, workdir: Path, label: str) -> float:
     port = free_port()
     run = uuid.uuid4().hex[:8]
     env = {
@@ -129,10 +147,10 @@ def bare_faust(s: Settings, topic: str, mode: str, n: int, workdir: Path) -> flo
     }
     command = (sys.executable, "-m", "bench.apps", "worker")
     worker = WorkerProcess(env, workdir / f"{mode}-{run}.log", port=port, command=command)
-    return run_subprocess_bench(worker, "/bench", n)
+    return run_subprocess_bench(worker, "/bench", n, label)
 
 
-def full_pipeline(env_base: dict, n: int, workdir: Path) -> float:
+def full_pipeline(env_base: dict, n: int, workdir: Path, label: str) -> float:
     port = free_port()
     run = uuid.uuid4().hex[:8]
     env = {
@@ -143,7 +161,7 @@ def full_pipeline(env_base: dict, n: int, workdir: Path) -> float:
         "TRIALWATCH_STANDBY_REPLICAS": "0",
     }
     worker = WorkerProcess(env, workdir / f"full-{run}.log", port=port)
-    return run_subprocess_bench(worker, "/health", n)
+    return run_subprocess_bench(worker, "/progress", n, label)  # /health asks the broker
 
 
 # ----------------------------------------------------------------- latency
@@ -184,7 +202,9 @@ async def latency_run(s: Settings, env_base: dict, rate: float, seconds: float, 
             asyncio.create_task(_collect(readers[1], sent_at, alert_lat, stop)),
         ]
         pacer = Pacer(rate=rate)
-        for event in events[:n]:
+        progress = Progress(f"latency at {rate:,.0f}/s: published", n)
+        for i, event in enumerate(events[:n]):
+            progress.update(i)
             wait = pacer.delay(event["event_time"])
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -252,8 +272,8 @@ def run_components(s: Settings, *, events: int, patients: int, repeats: int, qui
     from trialwatch.streams.operations import ensure_model
 
     ensure_model(s.model_dir)
-    with console.status(f"simulating {patients:,} patients, keeping {events:,} events..."):
-        input_events = bench_events(events, patients)
+    console.print(f"simulating {patients:,} patients, keeping {events:,} events...")
+    input_events = bench_events(events, patients)
     from bench.components import micro_markdown, run_offline
 
     result = run_offline(s.model_dir, input_events, repeats)
@@ -271,8 +291,8 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     env_base = {**os.environ, "TRIALWATCH_TOPIC_PREFIX": prefix, "TRIALWATCH_PARTITIONS": "8"}
     bench_settings = settings_module.load(env_base)
     await ensure_topics(bench_settings)
-    with console.status(f"simulating {patients:,} patients, keeping {events:,} events..."):
-        input_events = bench_events(events, patients)
+    console.print(f"simulating {patients:,} patients, keeping {events:,} events...")
+    input_events = bench_events(events, patients)
     topic = bench_settings.visit_events_topic
     from trialwatch.streams.operations import ensure_model
 
@@ -282,23 +302,29 @@ async def run_bench(s: Settings, *, events: int, patients: int, repeats: int, qu
     console.print("component benchmarks (codec, simulator, scorer, backfill, publish)...")
     micro = await run_micro(s, s.model_dir, input_events, max(repeats, 3))
     print(micro_markdown(micro) + "\n", flush=True)
-    with console.status(f"producing {events:,} events to {topic}..."):
-        await produce(aiokafka_kwargs(s), topic, input_events)
+    console.print(f"producing {events:,} events to {topic}...")
+    await produce(aiokafka_kwargs(s), topic, input_events)
 
     runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": []}
     for i in range(repeats):
         console.print(f"repetition {i + 1}/{repeats}")
-        runs["a"].append(await passthrough(aiokafka_kwargs(s), topic, events))
-        runs["b"].append(bare_faust(bench_settings, topic, "consume", events, workdir))
-        runs["c"].append(bare_faust(bench_settings, topic, "table", events, workdir))
-        runs["d"].append(full_pipeline(env_base, events, workdir))
+        run = f"run {i + 1}/{repeats}"
+        kafka = aiokafka_kwargs(s)
+        runs["a"].append(await passthrough(kafka, topic, events, f"(a) passthrough {run}"))
+        runs["b"].append(
+            bare_faust(bench_settings, topic, "consume", events, workdir, f"(b) consume {run}")
+        )
+        runs["c"].append(
+            bare_faust(bench_settings, topic, "table", events, workdir, f"(c) table {run}")
+        )
+        runs["d"].append(full_pipeline(env_base, events, workdir, f"(d) full pipeline {run}"))
         console.print({k: round(v[-1]) for k, v in runs.items()})
     med = {k: statistics.median(v) for k, v in runs.items()}
     latency = []
     for rate in (1_000.0, 5_000.0):
-        with console.status(f"latency at {rate:,.0f} events/s..."):
-            seconds = 10.0 if not quick else 4.0
-            latency.append(await latency_run(s, env_base, rate, seconds, input_events, workdir))
+        console.print(f"latency at {rate:,.0f} events/s...")
+        seconds = 10.0 if not quick else 4.0
+        latency.append(await latency_run(s, env_base, rate, seconds, input_events, workdir))
     result = {
         "events": events,
         "patients": len({e["patient_id"] for e in input_events}),

@@ -14,8 +14,17 @@ import faust
 
 from trialwatch.streams import runtime, security, webapp
 from trialwatch.streams.lognoise import install_coordinator_noise_filter
+from trialwatch.streams.rawchangelog import RawChangelogReads
+from trialwatch.streams.recovery import TableManager as RecoveringTableManager
 from trialwatch.streams.runtime import settings
 from trialwatch.streams.transport import Transport
+
+
+class TableManager(RawChangelogReads, RecoveringTableManager):
+    """Faust's table manager with our overrides, one module each: recovery that
+    keeps input events (``streams.recovery``) and changelogs read as raw bytes
+    (``streams.rawchangelog``). Drop a base when its module goes."""
+
 
 app = faust.App(
     settings.app_id,
@@ -46,7 +55,7 @@ app = faust.App(
         "trialwatch.streams.commands",
     ],
     Worker="trialwatch.streams.worker:Worker",
-    TableManager="trialwatch.streams.recovery:TableManager",  # input events survive rebalances
+    TableManager=TableManager,
     origin="trialwatch.streams",
 )
 # Before any topic is declared: every producer of this app is idempotent.

@@ -2,12 +2,13 @@
 
 The demo runs one; the benchmarks and the integration tests run many. They all
 use this one implementation (free port, log file, health polling with the log's
-tail on failure, SIGTERM then SIGKILL, RSS from /proc).
+tail on failure, SIGTERM then SIGKILL, RSS and CPU time from /proc).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -42,6 +43,21 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc), NaN when unreadable.
+
+    A benchmark on a shared machine reads this beside wall time: it does not grow
+    while the process waits for a CPU another one holds.
+    """
+    try:
+        # the fields after the command (which may hold spaces) start at state
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def http_json(

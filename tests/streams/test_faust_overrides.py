@@ -265,3 +265,108 @@ async def test_the_agent_batches_its_outputs_with_each_topics_own_record(monkeyp
         codec.encode(score, "RiskScore"), "RiskScore"
     )
     assert dead == (settings.dlq_topic, b"P2", b"\x00garbage", [("reason", b"bad_marker")])
+
+
+# ---------------------------------------------- changelogs recovered as bytes
+def _states(n: int = 3) -> list:
+    from trialwatch.models.state import apply
+    from trialwatch.producers.simulator import SimulationConfig, simulate
+
+    states: dict = {}
+    for event in simulate(SimulationConfig(seed=5, n_participants=n, n_trials=1)).events:
+        states[event["patient_id"]] = apply(states.get(event["patient_id"]), event)[0]
+    return list(states.values())
+
+
+def _changelog_message(table, partition: int, offset: int, key: bytes, value: bytes | None):
+    from faust.types.tuples import Message
+
+    return Message(
+        topic=table.changelog_topic_name,
+        partition=partition,
+        offset=offset,
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=[],
+        key=key,
+        value=value,
+        checksum=None,
+    )
+
+
+def test_the_app_reads_rocksdb_changelogs_raw_and_still_writes_them_encoded():
+    from trialwatch.streams.rawchangelog import RawChangelogReads, recovery_channel
+    from trialwatch.streams.recovery import TableManager as RecoveringTableManager
+
+    assert isinstance(app.tables, RawChangelogReads)
+    assert isinstance(app.tables, RecoveringTableManager)  # both overrides, one manager
+    assert settings.store.startswith("rocksdb")
+    channel = recovery_channel(patient_to_state, asyncio.Queue())
+    assert (channel.value_serializer, channel.value_type) == ("raw", bytes)
+    # the table's own changelog topic (which its writes go through) still encodes
+    assert patient_to_state.changelog_topic.value_serializer == "patient_state_object"
+    assert patient_to_state.changelog_topic.schema is not channel.schema
+
+
+async def test_a_restored_value_is_the_bytes_written_and_decodes_to_the_same_state(tmp_path):
+    """Write path (the table's codec) -> changelog bytes -> the override's channel ->
+    Faust's RocksDB ``apply_changelog_batch`` -> the same bytes in the store."""
+    import faust
+
+    from trialwatch.streams.app import TableManager
+    from trialwatch.streams.codecs import PatientStateValue
+    from trialwatch.streams.rawchangelog import recovery_channel
+
+    own = faust.App(
+        "test-rawchangelog", datadir=str(tmp_path), store="rocksdb://", TableManager=TableManager
+    )
+    table = own.Table("states", default=None, partitions=2, key_type=bytes,
+                      value_type=PatientStateValue)  # fmt: skip
+    states = _states()
+    written = {
+        state.patient_id.encode(): own.serializers.dumps_value(
+            PatientStateValue, state, serializer=table.value_serializer
+        )
+        for state in states
+    }
+    channel = recovery_channel(table, asyncio.Queue())
+    events = [
+        await channel.decode(_changelog_message(table, i % 2, i, key, value), propagate=True)
+        for i, (key, value) in enumerate(written.items())
+    ]
+    assert [event.value for event in events] == list(written.values())  # no decode
+    gone = next(iter(written))
+    events.append(await channel.decode(_changelog_message(table, 0, 99, gone, None)))
+    store = table.data
+    try:
+        store.apply_changelog_batch(events, to_key=table._to_key, to_value=table._to_value)
+        for i, (key, value) in enumerate(written.items()):
+            stored = store._db_for_partition(i % 2).get(key)
+            if key == gone:
+                assert stored is None  # the tombstone deleted it
+            else:
+                assert stored == value
+                assert store[key] == states[i]  # the table's read decodes it
+        assert store.persisted_offset(TP(table.changelog_topic_name, 0)) == 99
+    finally:
+        for db in store._dbs.values():
+            db.close()
+
+
+async def test_a_table_on_another_store_still_recovers_decoded_values():
+    import faust
+
+    from trialwatch.streams.app import TableManager
+    from trialwatch.streams.codecs import PatientStateValue
+    from trialwatch.streams.rawchangelog import recovery_channel
+
+    own = faust.App("test-rawchangelog-memory", store="memory://", TableManager=TableManager)
+    table = own.Table("states", default=None, partitions=1, key_type=bytes,
+                      value_type=PatientStateValue)  # fmt: skip
+    state = _states(1)[0]
+    value = own.serializers.dumps_value(PatientStateValue, state, serializer=table.value_serializer)
+    channel = recovery_channel(table, asyncio.Queue())
+    event = await channel.decode(_changelog_message(table, 0, 0, b"P", value), propagate=True)
+    assert channel.value_serializer == "patient_state_object"
+    table.data.apply_changelog_batch([event], to_key=table._to_key, to_value=table._to_value)
+    assert table.data[b"P"] == state
